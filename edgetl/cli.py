@@ -1,0 +1,74 @@
+"""Command line: parse arguments, call the library, print a summary. No logic of its own."""
+import argparse
+import sys
+from dataclasses import fields
+
+from .config import TrainConfig
+from .errors import EdgetlError
+
+
+def _add_train_options(p):
+    """One --option per TrainConfig field (defaults stay None so a --config file can set them)."""
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            p.add_argument(flag, dest=f.name, type=kind, default=None,
+                           help=f"default: {f.default}")
+    p.add_argument("--config", help="TOML file of settings ([train] table); options override it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/train")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgetl", description="Transfer learning to the edge: "
+                                     "fine-tune, quantize, export and benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="fine-tune a pretrained model on an image folder")
+    p.add_argument("data", help="folder with train/ validation/ [test/] or class folders")
+    p.add_argument("--out", required=True, help="run folder (outputs go to RUN/train/)")
+    _add_train_options(p)
+    p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    return parser
+
+
+def _train_summary(m: dict) -> str:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{m['model']} @ {m['img_size']} px, {m['strategy']}")
+    for col in ("split", "images", "top-1"):
+        table.add_column(col)
+    for split in ("val", "test"):
+        top1 = m[split]["top1"]
+        table.add_row(split, str(m[split]["n"]), "-" if top1 is None else f"{top1:.4f}")
+    console = Console(record=True, width=100)
+    with console.capture():
+        console.print(table)
+    extra = f"best epoch {m['best_epoch']}/{m['epochs_run']}, {m['wall_seconds']:.0f} s"
+    if m["skipped_images"]["count"]:
+        extra += f", {m['skipped_images']['count']} unreadable image(s) skipped"
+    return console.export_text() + extra
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    opts = {k: v for k, v in vars(args).items() if k != "command"}
+    try:
+        if args.command == "train":
+            from .train import train
+            metrics = train(opts.pop("data"), opts.pop("out"), **opts)
+        else:
+            from .demo import demo
+            metrics = demo(args.out, overwrite=args.overwrite)
+    except EdgetlError as e:
+        print(f"edgetl: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgetl: interrupted; continue with --resume", file=sys.stderr)
+        return 130
+    print(_train_summary(metrics))
+    return 0
