@@ -6,6 +6,11 @@ litert-torch's PT2E quantizer annotators) still passes it plain pattern function
 `ensure_pattern_export()` wraps such callables in torchao's own `WrapperModule` before they
 reach torch.export, in every module that imported the helper by name. tests/test_compat.py
 shows the upstream failure and the fix, so the shim can go once upstream wraps patterns itself.
+
+litert-torch 0.10: its NCHW->NHWC layout pass knows reflection/replication padding but not zero
+padding (`constant_pad_nd`, what TF "SAME" padding of stride-2 convs exports to), so each such PAD
+stayed NCHW between two TRANSPOSEs. `ensure_nhwc_zero_pad()` registers the missing rule: a
+spatial-only zero pad is rewritten to pad H and W of the NHWC tensor.
 """
 import importlib
 
@@ -42,3 +47,35 @@ def ensure_pattern_export() -> None:
             continue
         if hasattr(module, _NAME):
             setattr(module, _NAME, wrapped)
+
+
+def _pad_is_spatial(node) -> bool:
+    pad = node.args[1] if len(node.args) > 1 else []
+    return len(pad) <= 4
+
+
+def _constant_pad_nhwc(x, pad, value=0.0):
+    """NCHW pad (w_left, w_right, h_top, h_bottom) applied to an NHWC tensor."""
+    pad = list(pad) + [0] * (4 - len(pad))
+    return torch.ops.aten.constant_pad_nd(x, [0, 0, *pad[:4]], value)
+
+
+def ensure_nhwc_zero_pad() -> None:
+    """Idempotently teach litert-torch's layout pass to keep zero padding in NHWC."""
+    from litert_torch._convert.fx_passes.optimize_layout_transposes_pass import (layout_check,
+                                                                                 layout_rewrite)
+    op = torch.ops.aten.constant_pad_nd.default
+    if op in layout_rewrite.rewriters:
+        return
+
+    def checker(node):
+        ok = _pad_is_spatial(node) and layout_check.is_4d(node) and \
+            layout_check.all_layout_sensitive_inputs_are_4d(node)
+        return layout_check.NHWCable(can_be=ok, must_be=False)
+
+    def rewriter(node):
+        node.target = _constant_pad_nhwc
+
+    layout_check.layout_sensitive_inputs_getters.register(op)(lambda node: [node.args[0]])
+    layout_check.nhwcable_node_checkers.register(op)(checker)
+    layout_rewrite.rewriters.register(op)(rewriter)
