@@ -30,6 +30,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="folder with train/ validation/ [test/] or class folders")
     p.add_argument("--out", required=True, help="run folder (outputs go to RUN/train/)")
     _add_train_options(p)
+    p = sub.add_parser("export", help="quantize once and build ONNX, TFLite and TensorRT bundles")
+    p.add_argument("run", help="run folder holding train/")
+    p.add_argument("--formats", default="onnx,tflite,tensorrt")
+    p.add_argument("--precision", dest="precisions", default="fp32,fp16,int8")
+    p.add_argument("--quant", default="qat", choices=("qat", "ptq"))
+    p.add_argument("--qat-epochs", type=float, default=0.3)
+    p.add_argument("--calib-size", type=int, default=256)
+    p.add_argument("--observer", default="minmax", help="PTQ observer: minmax or histogram")
+    p.add_argument("--weight-range", default="reduced", choices=("reduced", "full"),
+                   help="int8 weight range: reduced [-63,63] avoids AVX2 saturation in "
+                        "onnxruntime; full [-127,127] for ARM/TensorRT-only deployments")
+    p.add_argument("--bundle-size", type=int, default=100, help="images in each bundle's eval set")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/export")
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
@@ -54,6 +67,25 @@ def _train_summary(m: dict) -> str:
     return console.export_text() + extra
 
 
+def _export_summary(manifest: dict) -> str:
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"builds ({manifest['eval_split']} split, n={manifest['n']})")
+    for col in ("build", "size MB", "top-1", "agreement", "reference", "runtime"):
+        table.add_column(col)
+    for a in manifest["artifacts"]:
+        p = a["parity"]
+        agree = "-" if "top1_agreement" not in p else f"{p['top1_agreement']:.4f}"
+        table.add_row(a["name"], f"{a['size_bytes'] / 1e6:.2f}",
+                      "-" if a["test_top1"] is None else f"{a['test_top1']:.4f}", agree,
+                      p["reference"], a.get("runtime", p.get("note", "")))
+    console = Console(record=True, width=120)
+    with console.capture():
+        console.print(table)
+    ref = ", ".join(f"{k} {v:.4f}" for k, v in manifest["reference_top1"].items())
+    return console.export_text() + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     opts = {k: v for k, v in vars(args).items() if k != "command"}
@@ -61,6 +93,11 @@ def main(argv=None) -> int:
         if args.command == "train":
             from .train import train
             metrics = train(opts.pop("data"), opts.pop("out"), **opts)
+        elif args.command == "export":
+            from .exporters import export
+            manifest = export(opts.pop("run"), **opts)
+            print(_export_summary(manifest))
+            return 0
         else:
             from .demo import demo
             metrics = demo(args.out, overwrite=args.overwrite)

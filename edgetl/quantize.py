@@ -1,18 +1,34 @@
 """PT2E quantization with ONE scheme that every target accepts (TFLite, ONNX QDQ, TensorRT):
 
-- weights: int8, symmetric, per output channel (axis 0), range [-127, 127]
+- weights: int8, symmetric, per output channel (axis 0), zero point 0, range [-63, 63]
+  ("reduced", the default) or [-127, 127] ("full")
 - activations: int8, symmetric, per tensor, zero point 0, range [-128, 127]
+
+Why 7-bit weights by default: x86 CPUs without VNNI (AVX2, AVX-512F) multiply u8 x s8 pairs into
+saturating int16 (vpmaddubsw); with full-range weights onnxruntime's int8 kernels overflow there
+and disagree with the model (measured in tests/test_export.py). Reduced-range weights are still
+int8 symmetric per-channel, so TFLite and TensorRT take the very same scales.
 
 QAT (`prepare_qat`) and PTQ calibration (`prepare_ptq`) both annotate through litert-torch's
 PT2E quantizer (TFLite-friendly fusions) with this scheme, plus shared scales through padding,
 so the converted graph stays fully integer. `convert` folds batch norm and freezes the scales.
 """
+import copy
+
 import torch
 from torch.fx import Node
 
 from .compat import ensure_pattern_export
 
 OBSERVERS = ("minmax", "histogram")
+WEIGHT_RANGES = {"reduced": 63, "full": 127}
+
+
+def scheme(weight_range: str = "reduced") -> dict:
+    q = WEIGHT_RANGES[weight_range]
+    return {"weights": f"int8 symmetric per-channel (axis 0), zero point 0, [-{q}, {q}]",
+            "activations": "int8 symmetric per-tensor, zero point 0, [-128, 127]",
+            "weight_range": weight_range}
 SHARED_SCALE_OPS = {"constant_pad_nd.default", "pad.default", "clone.default",
                     "dropout.default", "contiguous.default"}
 
@@ -31,7 +47,7 @@ def _act_spec(qat: bool, observer: str):
                             qscheme=torch.per_tensor_symmetric, observer_or_fake_quant_ctr=ctr)
 
 
-def _weight_spec(qat: bool):
+def _weight_spec(qat: bool, weight_range: str):
     from torchao.quantization.pt2e import (FusedMovingAvgObsFakeQuantize,
                                            MovingAveragePerChannelMinMaxObserver,
                                            PerChannelMinMaxObserver)
@@ -39,11 +55,12 @@ def _weight_spec(qat: bool):
     ctr = FusedMovingAvgObsFakeQuantize.with_args(
         observer=MovingAveragePerChannelMinMaxObserver, eps=2 ** -12) if qat else \
         PerChannelMinMaxObserver.with_args(eps=2 ** -12)
-    return QuantizationSpec(dtype=torch.int8, quant_min=-127, quant_max=127, ch_axis=0,
+    q = WEIGHT_RANGES[weight_range]
+    return QuantizationSpec(dtype=torch.int8, quant_min=-q, quant_max=q, ch_axis=0,
                             qscheme=torch.per_channel_symmetric, observer_or_fake_quant_ctr=ctr)
 
 
-def make_quantizer(qat: bool, observer: str = "minmax"):
+def make_quantizer(qat: bool, observer: str = "minmax", weight_range: str = "reduced"):
     """litert-torch's PT2E quantizer, global config = the one edgetl scheme."""
     ensure_pattern_export()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, QuantizationConfig
@@ -56,7 +73,8 @@ def make_quantizer(qat: bool, observer: str = "minmax"):
             return model
 
     act = _act_spec(qat, observer)
-    config = QuantizationConfig(act, act, _weight_spec(qat), None, None, qat, False)
+    config = QuantizationConfig(act, act, _weight_spec(qat, weight_range), None, None, qat,
+                                False)
     return EdgeQuantizer().set_global(config)
 
 
@@ -105,16 +123,22 @@ def export_for_quant(model: torch.nn.Module, example: tuple) -> torch.fx.GraphMo
                                strict=False).module()
 
 
-def prepare_qat(model: torch.nn.Module, example: tuple) -> torch.fx.GraphModule:
-    """Fake-quantized training graph (conv-bn kept for training, folded at convert)."""
+def prepare_qat(model: torch.nn.Module, example: tuple,
+                weight_range: str = "reduced") -> torch.fx.GraphModule:
+    """Fake-quantized training graph (conv-bn kept for training, folded at convert). Works on a
+    copy: the float model keeps its weights and eval mode for the fp32/fp16 builds."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-    model = model.train()
-    return prepare_qat_pt2e(export_for_quant(model, example), make_quantizer(True))
+    model = copy.deepcopy(model).train()
+    return prepare_qat_pt2e(export_for_quant(model, example),
+                            make_quantizer(True, weight_range=weight_range))
 
 
-def prepare_ptq(model: torch.nn.Module, example: tuple, observer: str = "minmax"):
+def prepare_ptq(model: torch.nn.Module, example: tuple, observer: str = "minmax",
+                weight_range: str = "reduced"):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
-    return prepare_pt2e(export_for_quant(model.eval(), example), make_quantizer(False, observer))
+    model = copy.deepcopy(model).eval()
+    return prepare_pt2e(export_for_quant(model, example),
+                        make_quantizer(False, observer, weight_range))
 
 
 def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -125,10 +149,24 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return convert_pt2e(prepared, fold_quantize=False)
 
 
-def set_qat_phase(prepared, observers: bool, batchnorm: bool) -> None:
-    """Freeze observers (scales stop moving) and batch-norm statistics late in QAT."""
-    from torchao.quantization.pt2e import (disable_observer, enable_observer)
-    prepared.apply(enable_observer if observers else disable_observer)
-    for m in prepared.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.track_running_stats = batchnorm
+def set_observers(prepared, enabled: bool) -> None:
+    """Freeze (or release) every observer: the learned scales stop moving."""
+    from torchao.quantization.pt2e import disable_observer, enable_observer
+    prepared.apply(enable_observer if enabled else disable_observer)
+
+
+def quant_params(converted: torch.fx.GraphModule, weight_range: str) -> dict:
+    """The learned scales: activation scale/zero point per quantize node, weight scale ranges."""
+    acts, weights = [], []
+    for node in converted.graph.nodes:
+        name = _op_name(node.target) if node.op == "call_function" else ""
+        if name.startswith("quantize_per_tensor"):
+            acts.append({"node": node.name, "scale": float(node.args[1]),
+                         "zero_point": int(node.args[2])})
+        elif name.startswith("quantize_per_channel"):
+            scales = getattr(converted, node.args[1].target)
+            zps = getattr(converted, node.args[2].target)
+            weights.append({"node": node.name, "axis": int(node.args[3]),
+                            "scale_min": float(scales.min()), "scale_max": float(scales.max()),
+                            "zero_points_all_zero": bool((zps == 0).all())})
+    return {"scheme": scheme(weight_range), "activations": acts, "weights": weights}

@@ -1,0 +1,87 @@
+"""Deployment bundles: model file + manifest (everything needed to feed it) + a small evaluation
+set + the standalone runner, one folder per build."""
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms import v2 as T
+
+from ..calibration import select
+from ..checkpoint import write_json
+from ..data import ImageDataset
+from . import tensorrt
+
+RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"
+SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt": ".onnx"}
+
+
+def eval_images(samples: list, spec) -> tuple:
+    """uint8 [N, H, W, 3] crops (resize shorter side, centre crop) and int labels."""
+    crop = T.Compose([T.ToImage(), T.Resize(spec.resize_size, T.InterpolationMode(
+        spec.interpolation), antialias=True), T.CenterCrop(spec.img_size)])
+    loader = torch.utils.data.DataLoader(ImageDataset(samples, crop, spec.resize_size),
+                                         batch_size=64, num_workers=2)
+    images, labels = [], []
+    for x, y, _ in loader:
+        images.append(x.permute(0, 2, 3, 1).numpy())
+        labels.append(y.numpy())
+    return np.concatenate(images).astype(np.uint8), np.concatenate(labels)
+
+
+def io_details(build, data: bytes, model_path: Path, spec) -> tuple:
+    """(input, output) sections of the bundle manifest, read from the model file itself."""
+    layout = "NHWC" if build.variant == "nhwc" else "NCHW"
+    if build.format == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+        it = Interpreter(model_path=str(model_path))
+        inp, out = it.get_input_details()[0], it.get_output_details()[0]
+        section = lambda d: {"name": d["name"], "shape": d["shape"].tolist(),
+                             "dtype": np.dtype(d["dtype"]).name,
+                             "quantization": {"scale": float(d["quantization"][0]),
+                                              "zero_point": int(d["quantization"][1])}
+                             if d["quantization"][0] else None}
+        return {**section(inp), "layout": layout}, section(out)
+    dtype = "float16" if build.precision == "fp16" else "float32"
+    shape = ["batch", 3, spec.img_size, spec.img_size]
+    return ({"name": "input", "shape": shape, "dtype": dtype, "layout": "NCHW",
+             "quantization": None},
+            {"name": "logits", "shape": ["batch", len(spec.labels)], "dtype": dtype,
+             "quantization": None})
+
+
+def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, labels,
+                 bundle_size: int) -> dict:
+    folder.mkdir(parents=True)
+    model_file = ("model" if build.format != "tensorrt" else f"model.{build.precision}") + \
+        SUFFIX[build.format]
+    (folder / model_file).write_bytes(data)
+    keep = _balanced(labels, bundle_size)
+    np.savez_compressed(folder / "eval.npz", images=images[keep], labels=labels[keep])
+    (folder / "run.py").write_text(RUNNER.read_text())
+    inp, out = io_details(build, data, folder / model_file, spec)
+    manifest = {"format": build.format, "precision": build.precision, "variant": build.variant,
+                "model_file": model_file, "labels": list(spec.labels),
+                "preprocessing": {"img_size": spec.img_size, "resize_size": spec.resize_size,
+                                  "interpolation": spec.interpolation,
+                                  "policy": "resize shorter side, centre crop",
+                                  "mean": list(spec.mean), "std": list(spec.std),
+                                  "color": "RGB", "scale": "pixels / 255"},
+                "input": inp, "output": out, "quantization": meta.get("quantization"),
+                "source_checkpoint_sha256": meta["source_checkpoint_sha256"],
+                "edgetl_version": meta["edgetl_version"],
+                "sha256": {model_file: hashlib.sha256(data).hexdigest()}}
+    if build.format == "tensorrt":
+        manifest["tensorrt"] = tensorrt.write_bundle_files(folder, model_file, build.precision,
+                                                           spec.img_size)
+        manifest["engine_file"] = f"model.{build.precision}.plan"
+    write_json(folder / "manifest.json", manifest)
+    return {"model_file": model_file, "sha256": manifest["sha256"][model_file]}
+
+
+def _balanced(labels, size: int) -> np.ndarray:
+    if size >= len(labels):
+        return np.arange(len(labels))
+    picked = select([(i, int(y)) for i, y in enumerate(labels)], size, int(labels.max()) + 1)
+    return np.array(sorted(i for i, _ in picked))

@@ -1,0 +1,216 @@
+"""Export stage on a tiny real run: every build written, run in its own runtime, checked."""
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import edgetl
+from edgetl import bundle_runner, calibration, tflite_graph
+from edgetl.exporters import onnx as onnx_export
+
+from conftest import FAST, make_folder
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = make_folder(root / "data", classes=3, per_class=16)
+    run = root / "run"
+    edgetl.train(data, run, **{**FAST, "epochs": 6, "img_size": 48})
+    manifest = edgetl.export(run, qat_epochs=1.0, bundle_size=20)
+    return run, manifest
+
+
+def _artifact(manifest, name):
+    return next(a for a in manifest["artifacts"] if a["name"] == name)
+
+
+def test_every_build_is_listed_with_its_parity(exported):
+    run, manifest = exported
+    names = {a["name"] for a in manifest["artifacts"]}
+    assert names == {"onnx-fp32", "onnx-fp16", "onnx-int8", "tflite-fp32", "tflite-fp16",
+                     "tflite-int8", "tflite-int8-float-io", "tflite-int8-nhwc",
+                     "tensorrt-fp16", "tensorrt-int8"}
+    on_disk = json.loads((run / "export" / "manifest.json").read_text())
+    assert on_disk == manifest
+    for a in manifest["artifacts"]:
+        path = run / a["path"]
+        assert path.stat().st_size == a["size_bytes"]
+        assert edgetl.checkpoint.sha256(path) == a["sha256"]
+        if a["format"] != "tensorrt":
+            assert a["parity"]["passed"], a
+            assert a["test_top1"] >= 0.9
+    fp32 = [a for a in manifest["artifacts"] if a["precision"] == "fp32"]
+    assert all(a["parity"]["top1_agreement"] >= 0.995 for a in fp32)
+    assert manifest["quantization"]["method"] == "qat"
+    assert not list(run.glob(".export.tmp*"))
+
+
+def test_int8_tflite_is_fully_integer_and_small(exported):
+    run, manifest = exported
+    int8 = (run / _artifact(manifest, "tflite-int8")["path"]).read_bytes()
+    inv = tflite_graph.op_inventory(int8)
+    assert tflite_graph.integer_violations(inv, nchw_input=True) == [], inv
+    assert inv["io"] == {"input": "INT8", "output": "INT8"}
+    assert inv["ops"].get("TRANSPOSE", 0) <= 1 and "QUANTIZE" not in inv["ops"]
+    nhwc = tflite_graph.op_inventory(
+        (run / _artifact(manifest, "tflite-int8-nhwc")["path"]).read_bytes())
+    assert tflite_graph.integer_violations(nhwc, nchw_input=False) == [], nhwc
+    float_io = tflite_graph.op_inventory(
+        (run / _artifact(manifest, "tflite-int8-float-io")["path"]).read_bytes())
+    assert float_io["io"] == {"input": "FLOAT32", "output": "FLOAT32"}
+    assert float_io["ops"]["QUANTIZE"] == 1 and float_io["ops"]["DEQUANTIZE"] == 1
+    assert tflite_graph.integer_violations(float_io, nchw_input=True) == []
+    fp32_size = _artifact(manifest, "tflite-fp32")["size_bytes"]
+    assert _artifact(manifest, "tflite-int8")["size_bytes"] <= 0.30 * fp32_size
+    assert _artifact(manifest, "tflite-fp16")["size_bytes"] <= 0.55 * fp32_size
+
+
+def test_every_artifact_carries_its_preprocessing(exported):
+    run, manifest = exported
+    tfl = tflite_graph.read_metadata((run / _artifact(manifest, "tflite-int8")["path"])
+                                     .read_bytes(), "edgetl")
+    onx = onnx_export.read_metadata((run / _artifact(manifest, "onnx-int8")["path"])
+                                    .read_bytes())
+    for meta in (tfl, onx):
+        assert meta["spec"]["labels"] == ["class0", "class1", "class2"]
+        assert meta["spec"]["img_size"] == 48 and len(meta["spec"]["mean"]) == 3
+        assert meta["source_checkpoint_sha256"] == manifest["source_checkpoint_sha256"]
+    assert tfl["quantization"]["scheme"]["activations"].startswith("int8 symmetric")
+
+
+def test_qdq_onnx_is_symmetric_and_tensorrt_ready(exported):
+    run, manifest = exported
+    data = (run / _artifact(manifest, "onnx-int8")["path"]).read_bytes()
+    model = onnx.load_from_string(data)
+    onnx.checker.check_model(model)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    quant = [n for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert quant
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in quant:
+        if len(node.input) > 2 and node.input[2] in inits:
+            assert np.all(inits[node.input[2]] == 0)
+    assert onnx_export.tensorrt_readiness(data) == []
+    trt = run / "export" / "tensorrt-int8"
+    assert (trt / "build_engine.py").is_file() and "trtexec --onnx=" in \
+        (trt / "trtexec.sh").read_text()
+    assert json.loads((trt / "build_settings.json").read_text())["explicit_quantization"]
+
+
+def test_tensorrt_readiness_rejects_asymmetric_quantization(exported):
+    run, manifest = exported
+    model = onnx.load_from_string((run / _artifact(manifest, "onnx-int8")["path"]).read_bytes())
+    for init in model.graph.initializer:
+        arr = numpy_helper.to_array(init)
+        if arr.dtype == np.int8 and arr.ndim == 0:
+            init.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), init.name))
+            break
+    else:
+        pytest.skip("zero points are not stored as scalar initializers in this export")
+    problems = onnx_export.tensorrt_readiness(model.SerializeToString())
+    assert problems and "zero point" in problems[0]
+
+
+def test_bundle_runner_alone_reproduces_eval_top1(exported):
+    run, manifest = exported
+    for name in ("tflite-int8", "onnx-int8", "tflite-int8-nhwc"):
+        folder = run / "export" / name
+        out = subprocess.run([sys.executable, "run.py", "--json", "r.json"], cwd=folder,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        bundle = json.loads((folder / "manifest.json").read_text())
+        assert result["top1"] == bundle["eval_top1"] and result["n"] == 20
+        assert json.loads((folder / "r.json").read_text())["top1"] == result["top1"]
+        for key in ("latency_ms", "runtime", "runtime_version"):
+            assert key in result
+
+
+def test_bundle_runner_classifies_image_files(exported, tmp_path):
+    run, _ = exported
+    from conftest import draw
+    import random
+    draw(2, random.Random(7)).save(tmp_path / "blue.png")
+    folder = run / "export" / "tflite-int8-float-io"
+    out = subprocess.run([sys.executable, "run.py", str(tmp_path / "blue.png")], cwd=folder,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["predictions"][0]["label"] == "class2"
+
+
+@pytest.fixture(scope="module")
+def pi_like_venv(tmp_path_factory):
+    """A Raspberry Pi-like environment: numpy<2 and tflite-runtime 2.14 only."""
+    path = tmp_path_factory.mktemp("pi") / "venv"
+    venv.EnvBuilder(with_pip=True).create(path)
+    py = path / "bin" / "python"
+    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2",
+                          "tflite-runtime==2.14.0"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return py
+
+
+def test_runner_in_a_pi_like_venv_with_tflite_runtime(exported, pi_like_venv):
+    run, _ = exported
+    listing = subprocess.run([str(pi_like_venv), "-m", "pip", "list"], capture_output=True,
+                             text=True).stdout.lower()
+    assert "torch" not in listing and "edgetl" not in listing
+    for name in ("tflite-int8", "tflite-int8-float-io", "tflite-fp32"):
+        folder = run / "export" / name
+        out = subprocess.run([str(pi_like_venv), "run.py"], cwd=folder, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        result = json.loads(out.stdout)
+        assert result["runtime"] == "tflite-runtime" and result["runtime_version"] == "2.14.0"
+        assert result["top1"] == json.loads((folder / "manifest.json").read_text())["eval_top1"]
+
+
+def test_ptq_with_histogram_observer_records_a_replayable_calibration_set(tmp_path):
+    data = make_folder(tmp_path / "data", classes=2, per_class=12)
+    edgetl.train(data, tmp_path / "run", **FAST)
+    manifest = edgetl.export(tmp_path / "run", formats="onnx", precisions="int8", quant="ptq",
+                             calib_size=10, observer="histogram", bundle_size=8)
+    assert manifest["quantization"]["method"] == "ptq"
+    recorded = tmp_path / "run" / "export" / "calibration.json"
+    samples = calibration.replay(recorded)
+    assert len(samples) == 10 and sorted({y for _, y in samples}) == [0, 1]
+    Path(samples[0][0]).write_bytes(b"changed")
+    with pytest.raises(edgetl.DataError, match="changed or vanished"):
+        calibration.replay(recorded)
+
+
+def test_bad_export_requests_fail_clearly_and_leave_nothing_half_written(exported, tmp_path):
+    run, manifest = exported
+    with pytest.raises(edgetl.RunError, match="edgetl train"):
+        edgetl.export(tmp_path / "empty")
+    with pytest.raises(edgetl.ConfigError, match="unknown format 'coreml'"):
+        edgetl.export(run, formats="coreml")
+    with pytest.raises(edgetl.ConfigError, match="unknown precision 'int4'"):
+        edgetl.export(run, precisions="int4")
+    with pytest.raises(edgetl.RunError, match="--overwrite"):
+        edgetl.export(run, formats="onnx", precisions="fp32")
+    before = (run / "export" / "manifest.json").read_text()
+    with pytest.raises(edgetl.DataError, match="calib-size"):
+        edgetl.export(run, formats="onnx", precisions="int8", quant="ptq", calib_size=10 ** 6,
+                      overwrite=True)
+    assert (run / "export" / "manifest.json").read_text() == before
+    assert not list(run.glob(".export.tmp*"))
+
+
+def test_cli_export_prints_the_table(exported, tmp_path):
+    run, _ = exported
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(run / "train", copy / "train")
+    res = subprocess.run([sys.executable, "-m", "edgetl", "export", str(copy), "--formats",
+                          "onnx", "--precision", "fp32"], capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "onnx-fp32" in res.stdout and "agreement" in res.stdout
