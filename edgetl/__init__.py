@@ -10,7 +10,7 @@ __all__ = ["train", "export", "demo", "load_checkpoint", "create_model", "ModelS
 
 def train(data, out, **options) -> dict:
     """Fine-tune on an image folder; writes RUN/train/ and returns its metrics (see cli)."""
-    from .train import train as _train
+    from .trainer import train as _train
     return _train(data, out, **options)
 
 
@@ -22,5 +22,5 @@ def export(run, **options) -> dict:
 
 def demo(out="runs/demo", **options) -> dict:
     """Run the pipeline on the embedded digits dataset."""
-    from .demo import demo as _demo
+    from .embedded import demo as _demo
     return _demo(out, **options)

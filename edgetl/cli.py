@@ -49,8 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_summary(m: dict) -> str:
+def _render(table) -> str:
+    import io
+
     from rich.console import Console
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    console.print(table)
+    return console.file.getvalue()
+
+
+def _train_summary(m: dict) -> str:
     from rich.table import Table
     table = Table(title=f"{m['model']} @ {m['img_size']} px, {m['strategy']}")
     for col in ("split", "images", "top-1"):
@@ -58,17 +66,13 @@ def _train_summary(m: dict) -> str:
     for split in ("val", "test"):
         top1 = m[split]["top1"]
         table.add_row(split, str(m[split]["n"]), "-" if top1 is None else f"{top1:.4f}")
-    console = Console(record=True, width=100)
-    with console.capture():
-        console.print(table)
     extra = f"best epoch {m['best_epoch']}/{m['epochs_run']}, {m['wall_seconds']:.0f} s"
     if m["skipped_images"]["count"]:
         extra += f", {m['skipped_images']['count']} unreadable image(s) skipped"
-    return console.export_text() + extra
+    return _render(table) + extra
 
 
 def _export_summary(manifest: dict) -> str:
-    from rich.console import Console
     from rich.table import Table
     table = Table(title=f"builds ({manifest['eval_split']} split, n={manifest['n']})")
     for col in ("build", "size MB", "top-1", "agreement", "reference", "runtime"):
@@ -79,11 +83,8 @@ def _export_summary(manifest: dict) -> str:
         table.add_row(a["name"], f"{a['size_bytes'] / 1e6:.2f}",
                       "-" if a["test_top1"] is None else f"{a['test_top1']:.4f}", agree,
                       p["reference"], a.get("runtime", p.get("note", "")))
-    console = Console(record=True, width=120)
-    with console.capture():
-        console.print(table)
     ref = ", ".join(f"{k} {v:.4f}" for k, v in manifest["reference_top1"].items())
-    return console.export_text() + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
+    return _render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
 
 
 def main(argv=None) -> int:
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     opts = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         if args.command == "train":
-            from .train import train
+            from .trainer import train
             metrics = train(opts.pop("data"), opts.pop("out"), **opts)
         elif args.command == "export":
             from .exporters import export
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
             print(_export_summary(manifest))
             return 0
         else:
-            from .demo import demo
+            from .embedded import demo
             metrics = demo(args.out, overwrite=args.overwrite)
     except EdgetlError as e:
         print(f"edgetl: error: {e}", file=sys.stderr)

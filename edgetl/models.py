@@ -91,8 +91,9 @@ def _torchvision_weights(name):
     import torchvision
     weights = torchvision.models.get_model_weights(name).DEFAULT
     kw = weights.transforms.keywords
-    spec = ModelSpec(name, kw["crop_size"], kw["resize_size"], IMAGENET_MEAN, IMAGENET_STD,
-                     kw.get("interpolation", "bilinear").value)
+    interp = kw.get("interpolation", "bilinear")
+    spec = ModelSpec(name, kw["crop_size"], kw.get("resize_size", 256), IMAGENET_MEAN, IMAGENET_STD,
+                     getattr(interp, "value", interp))
     return weights, spec
 
 

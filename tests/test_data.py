@@ -1,5 +1,6 @@
 """Image folders, splits and image modes, including every bad-input case."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def test_bad_layouts_name_the_folder_and_fix(tmp_path, layout, message):
         make_folder(root)
         (root / "validation" / "class7").mkdir()
         (root / "validation" / "class0" / "000.jpg").rename(root / "validation/class7/0.jpg")
-    with pytest.raises(edgetl.DataError, match=message) as err:
+    with pytest.raises(edgetl.DataError, match=re.escape(message)) as err:
         discover(root)
     assert "\n" not in str(err.value) and str(root) in str(err.value)
 
@@ -91,7 +92,7 @@ def test_bad_image_fails_with_its_path_or_is_skipped_and_counted(image_folder, t
 def test_truncated_image_is_caught_at_decode(image_folder, tmp_path):
     victim = image_folder / "train" / "class1" / "000.jpg"
     victim.write_bytes(victim.read_bytes()[:200])
-    with pytest.raises(edgetl.DataError, match=str(victim)):
+    with pytest.raises(edgetl.DataError, match=re.escape(str(victim))):
         edgetl.train(image_folder, tmp_path / "run", **FAST)
     m = edgetl.train(image_folder, tmp_path / "run2", skip_bad_images=True, **FAST)
     assert [f["path"] for f in m["skipped_images"]["files"]] == [str(victim)]
@@ -103,7 +104,7 @@ def test_every_image_mode_decodes_to_rgb(tmp_path):
         "gray.png": Image.fromarray(arr, "L"),
         "rgba.png": Image.fromarray(np.dstack([arr] * 4), "RGBA"),
         "palette.png": Image.fromarray(np.dstack([arr] * 3), "RGB").convert("P"),
-        "gray16.png": Image.fromarray((arr.astype(np.uint16) * 257), "I;16"),
+        "gray16.png": Image.fromarray(arr.astype(np.uint16) * 257),
         "cmyk.jpg": Image.fromarray(np.dstack([arr] * 3), "RGB").convert("CMYK"),
         "la.png": Image.fromarray(np.dstack([arr] * 2), "LA"),
     }
@@ -118,8 +119,8 @@ def test_mixed_modes_train_end_to_end(image_folder, tmp_path):
     for i, path in enumerate(sorted((image_folder / "train" / "class0").glob("*.jpg"))[:4]):
         img = Image.open(path)
         mode = ["L", "RGBA", "P", "I;16"][i]
-        converted = img.convert("L").point(lambda v: v * 257).convert("I") if mode == "I;16" \
-            else img.convert(mode)
+        converted = Image.fromarray(np.asarray(img.convert("L")).astype(np.uint16) * 257) \
+            if mode == "I;16" else img.convert(mode)
         path.unlink()
         converted.save(path.with_suffix(".png"))
     m = edgetl.train(image_folder, tmp_path / "run", **FAST)

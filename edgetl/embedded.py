@@ -26,6 +26,6 @@ def write_digits(folder, size: int = 32) -> Path:
 
 def demo(out, overwrite=False, **overrides) -> dict:
     """Fine-tune efficientnet_lite0 on the digits; returns the training metrics."""
-    from .train import train
+    from .trainer import train
     data = write_digits(Path(out) / "data" / "digits")
     return train(data, out, overwrite=overwrite, **{**DEMO_SETTINGS, **overrides})
