@@ -29,7 +29,8 @@ def train(data, out, *, config=None, overwrite=False, resume=False, **options) -
     start = time.time()
     rank, world = distributed.init()
     run_dir = Path(out) / "train"
-    cfg = load_config(config, **{**(_saved_settings(run_dir) if resume else {}), **options})
+    given = {k: v for k, v in options.items() if v is not None}
+    cfg = load_config(config, **{**(_saved_settings(run_dir) if resume else {}), **given})
     if distributed.is_main():
         prepare_stage_dir(run_dir, overwrite=overwrite, resume=resume)
     distributed.barrier()

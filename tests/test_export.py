@@ -120,13 +120,17 @@ def test_qdq_onnx_is_symmetric_and_tensorrt_ready(exported):
 def test_tensorrt_readiness_rejects_asymmetric_quantization(exported):
     run, manifest = exported
     model = onnx.load_from_string((run / _artifact(manifest, "onnx-int8")["path"]).read_bytes())
-    for init in model.graph.initializer:
-        arr = numpy_helper.to_array(init)
-        if arr.dtype == np.int8 and arr.ndim == 0:
-            init.CopyFrom(numpy_helper.from_array(np.array(3, np.int8), init.name))
-            break
+    zero_points = {n.input[2] for n in model.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2}
+    inits = [i for i in model.graph.initializer if i.name in zero_points]
+    consts = [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] in zero_points]
+    assert inits or consts, "QuantizeLinear zero points not found"
+    if inits:
+        arr = numpy_helper.to_array(inits[0])
+        inits[0].CopyFrom(numpy_helper.from_array(np.full_like(arr, 3), inits[0].name))
     else:
-        pytest.skip("zero points are not stored as scalar initializers in this export")
+        arr = numpy_helper.to_array(consts[0].attribute[0].t)
+        consts[0].attribute[0].t.CopyFrom(numpy_helper.from_array(np.full_like(arr, 3)))
     problems = onnx_export.tensorrt_readiness(model.SerializeToString())
     assert problems and "zero point" in problems[0]
 
