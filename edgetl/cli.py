@@ -87,7 +87,13 @@ def _export_summary(manifest: dict) -> str:
     return _render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv=None) -> int:
+    import signal
+    signal.signal(signal.SIGTERM, _interrupt)     # kill / schedulers stop a run resumably
     args = build_parser().parse_args(argv)
     opts = {k: v for k, v in vars(args).items() if k != "command"}
     try:
