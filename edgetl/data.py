@@ -98,11 +98,11 @@ def discover(data, seed: int = 0) -> Splits:
     else:
         found = _class_folders(root)
         classes = sorted(found)
-        splits = Splits(classes, *stratified_split(found, seed), "auto-split") if \
-            len(classes) > 1 else None
     if len(classes) < 2:
         raise DataError(f"{train_dir or root} has {len(classes)} class folder(s): a classifier "
                         "needs at least 2 (one sub-folder of images per class)")
+    if train_dir is None:
+        splits = Splits(classes, *stratified_split(found, seed), "auto-split")
     return splits
 
 

@@ -97,8 +97,8 @@ def mix(x, y, cfg, rng: np.random.Generator):
     if not modes or len(x) < 2:
         return x, (y, y, 1.0)
     mode = modes[rng.integers(len(modes))]
-    lam = float(rng.beta(cfg.mixup or cfg.cutmix, cfg.mixup or cfg.cutmix)) if mode == "mixup" \
-        else float(rng.beta(cfg.cutmix, cfg.cutmix))
+    alpha = cfg.mixup if mode == "mixup" else cfg.cutmix
+    lam = float(rng.beta(alpha, alpha))
     perm = torch.from_numpy(rng.permutation(len(x)))
     if mode == "cutmix" and x.ndim == 4:
         h, w = x.shape[-2:]

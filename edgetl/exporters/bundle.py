@@ -77,7 +77,7 @@ def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, lab
                                                            spec.img_size)
         manifest["engine_file"] = f"model.{build.precision}.plan"
     write_json(folder / "manifest.json", manifest)
-    return {"model_file": model_file, "sha256": manifest["sha256"][model_file]}
+    return manifest
 
 
 def _balanced(labels, size: int) -> np.ndarray:

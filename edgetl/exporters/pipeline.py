@@ -189,18 +189,17 @@ def _one_build(build, source, spec, meta, converted, images, labels, ref, bundle
     data = _model_bytes(build, source, spec, meta, converted)
     if build.format in ("onnx", "tensorrt") and build.precision == "int8":
         onnx_export.check_tensorrt_ready(data, f"{build.name} (QDQ ONNX)")
-    folder = write_bundle(work / build.name, build, data, spec, meta, images, labels,
-                          bundle_size)
+    runner_manifest = write_bundle(work / build.name, build, data, spec, meta, images, labels,
+                                   bundle_size)
+    model_file = runner_manifest["model_file"]
     artifact = {"name": build.name, "format": build.format, "precision": build.precision,
-                "variant": build.variant, "path": str(Path("export") / build.name /
-                                                      folder["model_file"]),
-                "size_bytes": len(data), "sha256": folder["sha256"]}
+                "variant": build.variant, "path": str(Path("export") / build.name / model_file),
+                "size_bytes": len(data), "sha256": runner_manifest["sha256"][model_file]}
     if build.format == "tensorrt":
         return {**artifact, "test_top1": None, "tensorrt_ready": True,
                 "parity": {"reference": f"torch-{build.precision}",
                            "note": "engine built on the device with build_engine.py"
                            if not tensorrt.available() else "engine built here"}}
-    runner_manifest = json.loads((work / build.name / "manifest.json").read_text())
     model = bundle_runner.open_model(runner_manifest, str(work / build.name))
     logits = bundle_runner.predict(model, images, runner_manifest)
     reference = ref["int8" if build.precision == "int8" else "fp32"]
