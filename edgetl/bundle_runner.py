@@ -7,6 +7,8 @@ onnxruntime for .onnx); Pillow only to classify image files. No torch, no edgetl
   python run.py                 evaluate the bundled set (eval.npz), print one JSON object
   python run.py --json out.json ...and write it to a file too
   python run.py photo1.jpg ...  classify images (needs Pillow)
+  python run.py --bench --threads 4 --runtime litert
+                                latency (warm-up, trials, p50/p90/p99), accuracy, memory
 """
 import argparse
 import json
@@ -24,59 +26,139 @@ def load_manifest(folder=HERE) -> dict:
         return json.load(f)
 
 
-def _tflite_interpreter():
-    try:
-        from ai_edge_litert import interpreter as mod
-        import ai_edge_litert as pkg
-        return mod.Interpreter, "litert", getattr(pkg, "__version__", "unknown")
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime import interpreter as mod
-        import tflite_runtime as pkg
-        return mod.Interpreter, "tflite-runtime", getattr(pkg, "__version__", "unknown")
-    except ImportError:
-        raise SystemExit("no TFLite runtime: pip install ai-edge-litert (or tflite-runtime)")
+TFLITE_RUNTIMES = {"litert": ("ai_edge_litert", "ai_edge_litert.interpreter"),
+                   "tflite-runtime": ("tflite_runtime", "tflite_runtime.interpreter")}
+ONNX_PROVIDERS = {"onnxruntime": "CPUExecutionProvider",
+                  "onnxruntime-cuda": "CUDAExecutionProvider",
+                  "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
+RUNTIMES = {"tflite": tuple(TFLITE_RUNTIMES), "onnx": tuple(ONNX_PROVIDERS),
+            "tensorrt": ("tensorrt",)}
+
+
+class RuntimeMissing(Exception):
+    """The runtime a build needs is not installed here."""
+
+
+def _tflite_interpreter(runtime=None):
+    import importlib
+    for name in ([runtime] if runtime else list(TFLITE_RUNTIMES)):
+        package, module = TFLITE_RUNTIMES[name]
+        try:
+            mod, pkg = importlib.import_module(module), importlib.import_module(package)
+        except ImportError:
+            continue
+        return mod.Interpreter, name, getattr(pkg, "__version__", "unknown")
+    raise RuntimeMissing(f"no TFLite runtime ({runtime or 'litert or tflite-runtime'}): "
+                         "pip install ai-edge-litert (or tflite-runtime)")
 
 
 class TFLiteModel:
-    def __init__(self, path, threads=None, prefer=None):
-        cls, self.runtime, self.version = _tflite_interpreter() if prefer is None else prefer
+    def __init__(self, path, threads=None, runtime=None, batch=1):
+        cls, self.runtime, self.version = _tflite_interpreter(runtime)
         self.interpreter = cls(model_path=path, num_threads=threads)
-        self.interpreter.allocate_tensors()
         self.inp = self.interpreter.get_input_details()[0]
         self.out = self.interpreter.get_output_details()[0]
+        self.batch = batch
+        if batch != self.inp["shape"][0]:
+            self.interpreter.resize_tensor_input(self.inp["index"],
+                                                 [batch] + list(self.inp["shape"][1:]))
+        self.interpreter.allocate_tensors()
+        self.provider = "XNNPACK (default CPU delegate)"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         outs = []
-        for i in range(x.shape[0]):
-            self.interpreter.set_tensor(self.inp["index"], x[i:i + 1])
+        for i in range(0, x.shape[0], self.batch):
+            chunk = x[i:i + self.batch]
+            if len(chunk) != self.batch:            # last partial batch: pad, then drop
+                chunk = np.concatenate([chunk] + [chunk[-1:]] * (self.batch - len(chunk)))
+            self.interpreter.set_tensor(self.inp["index"], chunk)
             self.interpreter.invoke()
             outs.append(self.interpreter.get_tensor(self.out["index"]).copy())
-        return np.concatenate(outs)
+        return np.concatenate(outs)[:x.shape[0]]
 
 
 class OnnxModel:
-    def __init__(self, path, threads=None):
-        import onnxruntime as ort
+    def __init__(self, path, threads=None, runtime="onnxruntime", batch=1):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeMissing("onnxruntime is not installed: pip install onnxruntime")
+        provider = ONNX_PROVIDERS[runtime or "onnxruntime"]
+        if provider not in ort.get_available_providers():
+            raise RuntimeMissing(f"onnxruntime here has no {provider} "
+                                 f"(available: {', '.join(ort.get_available_providers())})")
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(path, opts, providers=[provider])
         self.name = self.session.get_inputs()[0].name
-        self.runtime, self.version = "onnxruntime", ort.__version__
+        self.runtime, self.version = runtime or "onnxruntime", ort.__version__
+        self.provider = self.session.get_providers()[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.name: x})[0]
 
 
-def open_model(manifest: dict, folder=HERE, threads=None):
+class TensorRTModel:
+    """A TensorRT engine (built here from the bundle's ONNX by build_engine.py if missing), run
+    through the TensorRT Python API with CUDA buffers from PyTorch or cuda-python."""
+
+    def __init__(self, path, folder, manifest):
+        try:
+            import tensorrt as trt
+            import torch
+        except ImportError:
+            raise RuntimeMissing("TensorRT needs the tensorrt package and PyTorch with CUDA "
+                                 "(JetPack ships both)")
+        engine_path = os.path.join(folder, manifest["engine_file"])
+        if not os.path.exists(engine_path):
+            sys.path.insert(0, folder)
+            import build_engine
+            engine_path = build_engine.build(path, os.path.join(folder, "build_settings.json"))
+        self.trt, self.torch = trt, torch
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        with open(engine_path, "rb") as f:
+            self.engine = runtime.deserialize_cuda_engine(f.read())
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        is_input = lambda n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
+        self.inp = next(n for n in names if is_input(n))
+        self.out = next(n for n in names if not is_input(n))
+        self.stream = torch.cuda.Stream()
+        self.runtime, self.version, self.provider = "tensorrt", trt.__version__, "GPU"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        xin = torch.from_numpy(x).cuda()
+        self.context.set_input_shape(self.inp, tuple(xin.shape))
+        out = torch.empty(tuple(self.context.get_tensor_shape(self.out)), device="cuda",
+                          dtype=xin.dtype)
+        self.context.set_tensor_address(self.inp, xin.data_ptr())
+        self.context.set_tensor_address(self.out, out.data_ptr())
+        self.context.execute_async_v3(self.stream.cuda_stream)
+        self.stream.synchronize()
+        return out.cpu().numpy()
+
+
+def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1):
     path = os.path.join(folder, manifest["model_file"])
     if manifest["format"] == "tflite":
-        return TFLiteModel(path, threads)
+        return TFLiteModel(path, threads, runtime, batch)
     if manifest["format"] == "onnx":
-        return OnnxModel(path, threads)
+        return OnnxModel(path, threads, runtime, batch)
+    if manifest["format"] == "tensorrt":
+        return TensorRTModel(path, folder, manifest)
     raise SystemExit(f"format {manifest['format']} has no standalone runner: see README.md")
+
+
+def verify(manifest: dict, folder=HERE) -> None:
+    """Every file the manifest lists must still match its sha256."""
+    import hashlib
+    for name, expected in manifest.get("sha256", {}).items():
+        with open(os.path.join(folder, name), "rb") as f:
+            if hashlib.sha256(f.read()).hexdigest() != expected:
+                raise SystemExit(f"{os.path.join(folder, name)}: sha256 does not match the "
+                                 "bundle manifest; copy the bundle again from RUN/export/")
 
 
 def to_input(images_uint8: np.ndarray, manifest: dict) -> np.ndarray:
@@ -123,21 +205,126 @@ def load_image(path, manifest) -> np.ndarray:
     return np.asarray(img.crop((left, top, left + c, top + c)), dtype=np.uint8)
 
 
-def evaluate(model, manifest, folder=HERE) -> dict:
+def evaluate(model, manifest, folder=HERE, batch=1) -> dict:
+    """Top-1 on the bundled set (and agreement with the export-time reference predictions)."""
     data = np.load(os.path.join(folder, "eval.npz"))
     images, labels = data["images"], data["labels"]
-    model(to_input(images[:1], manifest))                       # warm-up
+    model(to_input(images[:batch], manifest))                   # warm-up
     times, preds = [], []
-    for i in range(len(images)):
+    for i in range(0, len(images), batch):
         t0 = time.perf_counter()
-        y = model(to_input(images[i:i + 1], manifest))
+        y = model(to_input(images[i:i + batch], manifest))
         times.append((time.perf_counter() - t0) * 1000)
-        preds.append(int(np.argmax(to_logits(y, manifest), axis=-1)[0]))
+        preds += np.argmax(to_logits(y, manifest), axis=-1).tolist()
     preds = np.array(preds)
-    return {"top1": float((preds == labels).mean()), "n": int(len(labels)),
-            "latency_ms": float(np.median(times)), "runtime": model.runtime,
-            "runtime_version": model.version, "format": manifest["format"],
-            "precision": manifest["precision"], "predictions": preds.tolist()}
+    result = {"top1": float((preds == labels).mean()), "n": int(len(labels)),
+              "latency_ms": float(np.median(times)), "runtime": model.runtime,
+              "runtime_version": model.version, "format": manifest["format"],
+              "precision": manifest["precision"], "predictions": preds.tolist()}
+    if "reference" in data.files:
+        result["top1_agreement"] = float((preds == data["reference"]).mean())
+    return result
+
+
+def time_runs(fn, warmup=10, iters=100, min_seconds=0.0, trials=3) -> dict:
+    """Latency in ms over `trials` trials, each at least `iters` runs and `min_seconds` long."""
+    for _ in range(warmup):
+        fn()
+    runs, per_trial = [], []
+    for _ in range(trials):
+        times, end = [], time.perf_counter() + min_seconds
+        while len(times) < iters or time.perf_counter() < end:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1000)
+        runs += times
+        per_trial.append(float(np.median(times)))
+    t = np.array(runs)
+    p50s = np.array(per_trial)
+    return {"mean": float(t.mean()), "std": float(t.std()), "p50": float(np.median(t)),
+            "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)),
+            "min": float(t.min()), "runs": len(runs), "trial_p50": per_trial,
+            "trial_spread_pct": float((p50s.max() - p50s.min()) / np.median(p50s) * 100)}
+
+
+def measure_peak(repeats=8, n=1024) -> dict:
+    """This machine's measured compute peak: best fp32 GEMM throughput (numpy's BLAS), and
+    int8 GEMM throughput (onnxruntime MatMulInteger) where onnx and onnxruntime exist."""
+    a, b = np.random.rand(n, n).astype(np.float32), np.random.rand(n, n).astype(np.float32)
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    peak = {"fp32_gflops": 2 * n ** 3 / best / 1e9, "int8_gops": None, "method":
+            f"best of {repeats} {n}x{n} GEMMs: numpy fp32, onnxruntime MatMulInteger int8"}
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return peak
+    graph = helper.make_graph(
+        [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "peak",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+         helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    opts = ort.SessionOptions()
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    feed = {"a": np.random.randint(0, 255, (n, n), dtype=np.uint8),
+            "b": np.random.randint(-63, 63, (n, n), dtype=np.int8)}
+    best = min(_timed(lambda: sess.run(None, feed)) for _ in range(repeats))
+    peak["int8_gops"] = 2 * n ** 3 / best / 1e9
+    return peak
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def pin_threads(threads):
+    """Pin this process to the first `threads` CPUs (Linux); returns the CPU list or None."""
+    if not threads or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cpus)
+    return cpus
+
+
+def bench(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10, iters=100,
+          min_seconds=0.0, trials=3, peak=False) -> dict:
+    """Load time, first inference, latency statistics on real images, accuracy, peak RSS."""
+    import platform
+    import resource
+    verify(manifest, folder)
+    cpus = pin_threads(threads)
+    t0 = time.perf_counter()
+    model = open_model(manifest, folder, threads, runtime, batch)
+    load_ms = (time.perf_counter() - t0) * 1000
+    images = np.load(os.path.join(folder, "eval.npz"))["images"]
+    x = to_input(np.resize(images, (batch,) + images.shape[1:]), manifest)
+    t0 = time.perf_counter()
+    model(x)
+    first_ms = (time.perf_counter() - t0) * 1000
+    latency = time_runs(lambda: model(x), warmup, iters, min_seconds, trials)
+    accuracy = evaluate(model, manifest, folder, batch)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = {"format": manifest["format"], "precision": manifest["precision"],
+              "runtime": model.runtime, "runtime_version": model.version,
+              "provider": model.provider, "threads": threads, "pinned_cpus": cpus,
+              "batch": batch, "top1": accuracy["top1"], "n": accuracy["n"],
+              "top1_agreement": accuracy.get("top1_agreement"),
+              "load_ms": load_ms, "first_inference_ms": first_ms, "latency_ms": latency,
+              "peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024),
+              "machine": {"hostname": platform.node(), "platform": platform.platform(),
+                          "machine": platform.machine(), "cpu_count": os.cpu_count(),
+                          "python": platform.python_version(), "numpy": np.__version__}}
+    if peak:
+        result["machine"]["peak"] = measure_peak()
+    return result
 
 
 def main(argv=None) -> int:
@@ -145,24 +332,44 @@ def main(argv=None) -> int:
     ap.add_argument("images", nargs="*", help="image files to classify")
     ap.add_argument("--json", help="also write the result to this file")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--runtime", default=None,
+                    help="litert | tflite-runtime | onnxruntime[-cuda|-tensorrt] | tensorrt")
+    ap.add_argument("--bench", action="store_true", help="measure latency, accuracy and memory")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=100)
+    ap.add_argument("--min-seconds", type=float, default=0.0)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--peak", action="store_true", help="also measure the machine's GEMM peak")
     args = ap.parse_args(argv)
     manifest = load_manifest()
-    model = open_model(manifest, threads=args.threads)
-    if args.images:
-        result = {"runtime": model.runtime, "runtime_version": model.version, "predictions": []}
-        for path in args.images:
-            logits = predict(model, load_image(path, manifest)[None], manifest)[0]
-            k = int(np.argmax(logits))
-            result["predictions"].append({"image": path, "label": manifest["labels"][k],
-                                          "index": k})
-    else:
-        result = evaluate(model, manifest)
+    try:
+        if args.bench:
+            result = bench(manifest, HERE, args.runtime, args.threads, args.batch, args.warmup,
+                           args.iters, args.min_seconds, args.trials, args.peak)
+        else:
+            result = _classify_or_evaluate(manifest, args)
+    except RuntimeMissing as e:
+        raise SystemExit(f"runtime missing: {e}")
     text = json.dumps(result)
     print(text)
     if args.json:
         with open(args.json, "w") as f:
             f.write(text + "\n")
     return 0
+
+
+def _classify_or_evaluate(manifest, args) -> dict:
+    model = open_model(manifest, threads=args.threads, runtime=args.runtime)
+    if not args.images:
+        return evaluate(model, manifest)
+    result = {"runtime": model.runtime, "runtime_version": model.version, "predictions": []}
+    for path in args.images:
+        logits = predict(model, load_image(path, manifest)[None], manifest)[0]
+        k = int(np.argmax(logits))
+        result["predictions"].append({"image": path, "label": manifest["labels"][k],
+                                      "index": k})
+    return result
 
 
 if __name__ == "__main__":

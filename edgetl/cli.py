@@ -43,10 +43,43 @@ def build_parser() -> argparse.ArgumentParser:
                         "onnxruntime; full [-127,127] for ARM/TensorRT-only deployments")
     p.add_argument("--bundle-size", type=int, default=100, help="images in each bundle's eval set")
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/export")
+    p = sub.add_parser("bench", help="latency and accuracy of every build, here or on a device")
+    p.add_argument("path", help="run folder (benchmarks RUN/export/*) or one bundle folder")
+    _add_bench_options(p)
+    p = sub.add_parser("run", help="the main job: fine-tune -> QAT -> export -> bench")
+    p.add_argument("data", help="folder with train/ validation/ [test/] or class folders")
+    p.add_argument("--target", required=True, help="profile: targets/NAME.toml or NAME")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--model", default=None, help="default: efficientnet_lite0")
+    p.add_argument("--img-size", type=int, default=None, help="default: the profile's img_size")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--quant", default="qat", choices=("qat", "ptq"))
+    p.add_argument("--device", default=None, help="overrides the profile's device")
+    p.add_argument("--overwrite", action="store_true", help="redo every stage")
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+    p.add_argument("--target", default="x86-cpu", help="profile to benchmark against")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     return parser
+
+
+def _add_bench_options(p):
+    p.add_argument("--target", help="profile (targets/NAME.toml or NAME): builds, runtimes, "
+                   "threads, device and budgets; ends with a pass/fail verdict")
+    p.add_argument("--runtimes", help="onnxruntime,litert,tflite-runtime,tensorrt,torch "
+                   "(default: every one installed)")
+    p.add_argument("--threads", type=int, help="default: the profile's, else all cores")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--iters", type=int, default=100, help="timed runs per trial (at least)")
+    p.add_argument("--min-seconds", type=float, default=0.0, help="...and at least this long")
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--device", help="local | ssh://user@host[:port] | adb[:serial]")
+    p.add_argument("--python", help="Python that runs the bundle runner (default: this one "
+                   "locally, python3 on an SSH device)")
+    p.add_argument("--ssh-config", help="ssh config file (identity, port, known_hosts)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per build")
+    p.add_argument("--out", help="default: RUN/bench")
 
 
 def _render(table) -> str:
@@ -87,6 +120,23 @@ def _export_summary(manifest: dict) -> str:
     return _render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
 
 
+def _bench_exit(result: dict) -> int:
+    """Print the bench table; exit 1 if a build failed or a target's budget was missed."""
+    from .report import table
+    print(table(result))
+    print(f"report: {result['out']}/report.md")
+    failed = [r for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        print(f"edgetl: {len(failed)} build(s) failed: " + "; ".join(
+            f"{r['build']} ({r['runtime']}): {r['error']}" for r in failed), file=sys.stderr)
+    if result.get("verdict") and not result["verdict"]["passed"]:
+        print(f"edgetl: target {result['target']['name']} FAILED: " + "; ".join(
+            f"{c['build']}: {c['reason']}" for c in result["verdict"]["checks"]
+            if not c["passed"]), file=sys.stderr)
+        return 1
+    return 1 if failed else 0
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -105,9 +155,16 @@ def main(argv=None) -> int:
             manifest = export(opts.pop("run"), **opts)
             print(_export_summary(manifest))
             return 0
+        elif args.command == "bench":
+            from .bench import bench
+            return _bench_exit(bench(opts.pop("path"), **opts))
+        elif args.command == "run":
+            from .main_job import run
+            return _bench_exit(run(opts.pop("data"), **opts)["bench"])
         else:
             from .embedded import demo
-            metrics = demo(args.out, overwrite=args.overwrite)
+            return _bench_exit(demo(args.out, target=args.target,
+                                    overwrite=args.overwrite)["bench"])
     except EdgetlError as e:
         print(f"edgetl: error: {e}", file=sys.stderr)
         return 2

@@ -24,8 +24,16 @@ def write_digits(folder, size: int = 32) -> Path:
     return folder
 
 
-def demo(out, overwrite=False, **overrides) -> dict:
-    """Fine-tune efficientnet_lite0 on the digits; returns the training metrics."""
-    from .trainer import train
+DEMO_EXPORT = dict(qat_epochs=1.0, bundle_size=100)
+DEMO_BENCH = dict(iters=50, trials=3)
+
+
+def demo(out, target="x86-cpu", overwrite=False, **overrides) -> dict:
+    """The main job on the digits: fine-tune efficientnet_lite0 at 64 px, QAT, export the
+    target's builds, benchmark them; returns {"train", "export", "bench", "skipped"}."""
+    from .main_job import run
     data = write_digits(Path(out) / "data" / "digits")
-    return train(data, out, overwrite=overwrite, **{**DEMO_SETTINGS, **overrides})
+    settings = {**DEMO_SETTINGS, **overrides}
+    return run(data, target, out, model=settings.pop("model"), img_size=settings.pop("img_size"),
+               overwrite=overwrite, train_options=settings, export_options=DEMO_EXPORT,
+               bench_options=DEMO_BENCH)

@@ -18,12 +18,13 @@ def _loader(samples, transform, spec, batch_size, shuffle, workers, seed=0):
 
 
 def qat(model, spec, cfg, samples, epochs: float, weight_range: str = "reduced",
-        lr: float = 5e-5, batch_size: int = 32, workers: int = 2, log=None):
-    """Fake-quantized fine-tuning: BN statistics frozen after half the steps, observers (the
-    scales) after 70%, cosine LR; returns the converted int8 reference graph."""
+        lr: float = 5e-5, batch_size: int = 32, workers: int = 2, bn_freeze: float = 0.5,
+        observer: str = "moving_average", log=None):
+    """Fake-quantized fine-tuning: BN statistics frozen after `bn_freeze` of the steps,
+    observers (the scales) after 70%, cosine LR; returns the converted int8 reference graph."""
     t0 = time.time()
     example = (torch.zeros(2, 3, spec.img_size, spec.img_size),)
-    prepared = quantize.prepare_qat(model, example, weight_range)
+    prepared = quantize.prepare_qat(model, example, weight_range, observer)
     steps = max(1, math.ceil(epochs * len(samples) / batch_size))
     opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
     done, bn_frozen = 0, False
@@ -33,7 +34,7 @@ def qat(model, spec, cfg, samples, epochs: float, weight_range: str = "reduced",
                                workers, seed=done):
             if done >= steps:
                 break
-            if not bn_frozen and done >= steps // 2:
+            if not bn_frozen and done >= int(steps * bn_freeze):
                 from torchao.quantization.pt2e import move_exported_model_to_eval
                 move_exported_model_to_eval(prepared)
                 bn_frozen = True

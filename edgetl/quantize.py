@@ -34,10 +34,13 @@ SHARED_SCALE_OPS = {"constant_pad_nd.default", "pad.default", "clone.default",
 
 
 def _act_spec(qat: bool, observer: str):
-    from torchao.quantization.pt2e import (FusedMovingAvgObsFakeQuantize, HistogramObserver,
-                                           MinMaxObserver, MovingAverageMinMaxObserver)
+    from torchao.quantization.pt2e import (FakeQuantize, FusedMovingAvgObsFakeQuantize,
+                                           HistogramObserver, MinMaxObserver,
+                                           MovingAverageMinMaxObserver)
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
-    if qat:
+    if qat and observer == "minmax":        # running min/max over the QAT batches (as PTQ)
+        ctr = FakeQuantize.with_args(observer=MinMaxObserver, eps=2 ** -12)
+    elif qat:
         ctr = FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver,
                                                       eps=2 ** -12)
     else:
@@ -123,14 +126,14 @@ def export_for_quant(model: torch.nn.Module, example: tuple) -> torch.fx.GraphMo
                                strict=False).module()
 
 
-def prepare_qat(model: torch.nn.Module, example: tuple,
-                weight_range: str = "reduced") -> torch.fx.GraphModule:
+def prepare_qat(model: torch.nn.Module, example: tuple, weight_range: str = "reduced",
+                observer: str = "moving_average") -> torch.fx.GraphModule:
     """Fake-quantized training graph (conv-bn kept for training, folded at convert). Works on a
     copy: the float model keeps its weights and eval mode for the fp32/fp16 builds."""
     from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
     model = copy.deepcopy(model).train()
     return prepare_qat_pt2e(export_for_quant(model, example),
-                            make_quantizer(True, weight_range=weight_range))
+                            make_quantizer(True, observer, weight_range))
 
 
 def prepare_ptq(model: torch.nn.Module, example: tuple, observer: str = "minmax",

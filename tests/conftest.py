@@ -1,6 +1,10 @@
-"""Small real images on disk: classes that differ in colour and shape, learnable in seconds."""
+"""Small real images on disk: classes that differ in colour and shape, learnable in seconds;
+a tiny exported run shared by the export and bench tests; a Pi-like virtual environment."""
+import json
 import random
+import subprocess
 import sys
+import venv
 from pathlib import Path
 
 import pytest
@@ -43,3 +47,29 @@ def image_folder(tmp_path) -> Path:
 @pytest.fixture
 def python():
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data = make_folder(root / "data", classes=3, per_class=16)
+    run = root / "run"
+    import edgetl
+    edgetl.train(data, run, **{**FAST, "epochs": 15, "img_size": 48, "lr": 1e-2})
+    try:
+        edgetl.export(run, qat_epochs=5.0, bundle_size=20)
+    except edgetl.RunError as e:          # int8 parity miss: reported, manifest still written
+        assert "parity below threshold" in str(e)
+    return run, json.loads((run / "export" / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def pi_like_venv(tmp_path_factory):
+    """A Raspberry Pi-like environment: numpy<2 and tflite-runtime 2.14 only."""
+    path = tmp_path_factory.mktemp("pi") / "venv"
+    venv.EnvBuilder(with_pip=True).create(path)
+    py = path / "bin" / "python"
+    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2",
+                          "tflite-runtime==2.14.0"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return py

@@ -52,13 +52,15 @@ def io_details(build, data: bytes, model_path: Path, spec) -> tuple:
 
 
 def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, labels,
-                 bundle_size: int) -> dict:
+                 reference, bundle_size: int) -> dict:
+    """`reference`: the PyTorch reference's predictions on `images` (agreement on the device)."""
     folder.mkdir(parents=True)
     model_file = ("model" if build.format != "tensorrt" else f"model.{build.precision}") + \
         SUFFIX[build.format]
     (folder / model_file).write_bytes(data)
     keep = _balanced(labels, bundle_size)
-    np.savez_compressed(folder / "eval.npz", images=images[keep], labels=labels[keep])
+    np.savez_compressed(folder / "eval.npz", images=images[keep], labels=labels[keep],
+                        reference=reference[keep])
     (folder / "run.py").write_text(RUNNER.read_text())
     inp, out = io_details(build, data, folder / model_file, spec)
     manifest = {"format": build.format, "precision": build.precision, "variant": build.variant,
@@ -69,6 +71,7 @@ def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, lab
                                   "mean": list(spec.mean), "std": list(spec.std),
                                   "color": "RGB", "scale": "pixels / 255"},
                 "input": inp, "output": out, "quantization": meta.get("quantization"),
+                "macs": meta.get("macs"),
                 "source_checkpoint_sha256": meta["source_checkpoint_sha256"],
                 "edgetl_version": meta["edgetl_version"],
                 "sha256": {model_file: hashlib.sha256(data).hexdigest()}}

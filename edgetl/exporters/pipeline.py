@@ -109,7 +109,7 @@ def _export_into(work, run, ckpt, builds, quant_opts, bundle_size, start) -> dic
     images, labels = eval_images(held_out, spec)
     checkpoint_hash = sha256(ckpt)
     base_meta = {"edgetl_version": __version__, "source_checkpoint_sha256": checkpoint_hash,
-                 "spec": spec.to_dict()}
+                 "spec": spec.to_dict(), "macs": count_macs(model, spec.img_size)}
     ref = {"fp32": _torch_logits(model, images, spec)}
     converted, qinfo = None, None
     if any(b.precision == "int8" for b in builds):
@@ -156,6 +156,15 @@ def _quantize(model, spec, cfg, splits, work, log, quant, qat_epochs, calib_size
                        "seconds": round(time.time() - t0, 1)}
 
 
+def count_macs(model, img_size: int) -> int:
+    """Multiply-accumulates of one image through the float model (the roofline's numerator)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(torch.zeros(1, 3, img_size, img_size))
+    return int(counter.get_total_flops() // 2)
+
+
 def _torch_logits(model, images, spec, batch=64) -> np.ndarray:
     manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
                 "input": {"layout": "NCHW", "dtype": "float32"}}
@@ -189,8 +198,9 @@ def _one_build(build, source, spec, meta, converted, images, labels, ref, bundle
     data = _model_bytes(build, source, spec, meta, converted)
     if build.format in ("onnx", "tensorrt") and build.precision == "int8":
         onnx_export.check_tensorrt_ready(data, f"{build.name} (QDQ ONNX)")
+    reference = ref["int8" if build.precision == "int8" else "fp32"]
     runner_manifest = write_bundle(work / build.name, build, data, spec, meta, images, labels,
-                                   bundle_size)
+                                   reference.argmax(-1), bundle_size)
     model_file = runner_manifest["model_file"]
     artifact = {"name": build.name, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "path": str(Path("export") / build.name / model_file),
@@ -202,7 +212,6 @@ def _one_build(build, source, spec, meta, converted, images, labels, ref, bundle
                            if not tensorrt.available() else "engine built here"}}
     model = bundle_runner.open_model(runner_manifest, str(work / build.name))
     logits = bundle_runner.predict(model, images, runner_manifest)
-    reference = ref["int8" if build.precision == "int8" else "fp32"]
     agreement = float((logits.argmax(-1) == reference.argmax(-1)).mean())
     top1 = _top1(logits, labels)
     _record_eval_top1(work / build.name, runner_manifest, model, top1)

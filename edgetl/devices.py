@@ -1,0 +1,224 @@
+"""Where a bundle's runner executes: this machine, a device over SSH (Jetson, Raspberry Pi) or a
+phone over adb (TFLite's benchmark_model). Each returns the runner's JSON result as a dict."""
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ConfigError, RunError
+
+SSH_ERRORS = [  # (stderr fragment, what it means and what to do)
+    ("Host key verification failed", "unknown or changed host key: connect once with "
+     "'ssh {host}' to check and accept it (or add it to known_hosts)"),
+    ("No ED25519 host key is known", "unknown host key: connect once with 'ssh {host}'"),
+    ("Permission denied", "authentication refused: install your public key on the device "
+     "(ssh-copy-id {host}) or name the key in ~/.ssh/config"),
+    ("Connection refused", "connection refused: is sshd running on the device, and the port "
+     "right?"),
+    ("Could not resolve hostname", "unknown host name: check the address"),
+    ("timed out", "device unreachable (timed out): check the address and network"),
+    ("No route to host", "device unreachable: check the address and network"),
+]
+
+
+@dataclass
+class Device:
+    kind: str                       # "local", "ssh" or "adb"
+    spec: str
+    host: str = ""                  # ssh: [user@]host ; adb: serial
+    port: int | None = None
+
+    def __str__(self):
+        return self.spec
+
+
+def parse_device(spec: str, where: str = "--device") -> Device:
+    """'local', 'ssh://user@host[:port]' or 'adb[:serial]'."""
+    if spec in ("local", "", None):
+        return Device("local", "local")
+    if spec.startswith("ssh://"):
+        url = urlparse(spec)
+        if not url.hostname:
+            raise ConfigError(f"{where} '{spec}': write ssh://user@host[:port]")
+        user = f"{url.username}@" if url.username else ""
+        return Device("ssh", spec, f"{user}{url.hostname}", url.port)
+    if spec == "adb" or spec.startswith("adb:"):
+        return Device("adb", spec, spec[4:])
+    raise ConfigError(f"{where} '{spec}' is not a device: use local, ssh://user@host[:port] "
+                      "or adb[:serial]")
+
+
+def runner_args(runtime, threads, batch, warmup, iters, min_seconds, trials) -> list:
+    args = ["--bench", "--batch", str(batch), "--warmup", str(warmup), "--iters", str(iters),
+            "--min-seconds", str(min_seconds), "--trials", str(trials), "--peak"]
+    if runtime:
+        args += ["--runtime", runtime]
+    if threads:
+        args += ["--threads", str(threads)]
+    return args
+
+
+def thread_env(threads) -> dict:
+    return {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS")} if threads else {}
+
+
+def run_local(folder: Path, args: list, timeout: float, python: str | None = None) -> dict:
+    """The bundle's own run.py in a fresh process (its own memory, threads and pinning)."""
+    cmd = [python or sys.executable, "run.py", *args]
+    threads = args[args.index("--threads") + 1] if "--threads" in args else None
+    env = {**os.environ, **thread_env(threads)}
+    try:
+        proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=timeout,
+                              env=env)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"{folder}: runner did not finish within {timeout:.0f} s; raise "
+                       "--timeout or lower --iters") from None
+    except FileNotFoundError:
+        raise RunError(f"python '{cmd[0]}' not found; give a Python that exists") from None
+    return _result(proc, f"{folder} (local)")
+
+
+def _result(proc, where: str) -> dict:
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        raise RunError(f"{where}: runner failed: {tail}")
+    return json.loads(lines[-1])
+
+
+def _ssh_base(device: Device, timeout: float, ssh_config=None) -> list:
+    cmd = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={min(int(timeout), 15)}"]
+    if ssh_config:
+        cmd += ["-F", str(ssh_config)]
+    return cmd
+
+
+def _ssh(device, remote_cmd: str, timeout, ssh_config=None):
+    cmd = ["ssh", *_ssh_base(device, timeout, ssh_config)]
+    if device.port:
+        cmd += ["-p", str(device.port)]
+    try:
+        return subprocess.run(cmd + [device.host, remote_cmd], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"{device}: no answer within {timeout:.0f} s (runner hung or device "
+                       "unreachable); raise --timeout or check the device") from None
+
+
+def _ssh_error(device, proc) -> RunError:
+    text = proc.stderr.strip()
+    for fragment, meaning in SSH_ERRORS:
+        if fragment in text:
+            return RunError(f"{device}: {meaning.format(host=device.host)}")
+    return RunError(f"{device}: ssh failed: {(text.splitlines() or ['exit 255'])[-1]}")
+
+
+def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="python3",
+            ssh_config=None) -> dict:
+    """Copy the bundle to a temporary folder on the device, run its run.py there with the
+    device's own Python and runtime, bring the JSON back, remove the folder."""
+    proc = _ssh(device, f"command -v {shlex.quote(python)} >/dev/null || exit 127; "
+                "mktemp -d", timeout, ssh_config)
+    if proc.returncode == 255:
+        raise _ssh_error(device, proc)
+    if proc.returncode == 127:
+        raise RunError(f"{device}: no '{python}' on the device; install Python 3 there or set "
+                       "'python' in the target profile")
+    remote = proc.stdout.strip().splitlines()[-1]
+    try:
+        scp = ["scp", "-q", "-r", *_ssh_base(device, timeout, ssh_config)]
+        if device.port:
+            scp += ["-P", str(device.port)]
+        try:
+            copy = subprocess.run(scp + [f"{folder}/.", f"{device.host}:{remote}/"],
+                                  capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RunError(f"{device}: copying {folder} took over {timeout:.0f} s") from None
+        if copy.returncode:
+            raise _ssh_error(device, copy)
+        env = " ".join(f"{k}={v}" for k, v in thread_env(
+            args[args.index("--threads") + 1] if "--threads" in args else None).items())
+        proc = _ssh(device, f"cd {remote} && {env} {shlex.quote(python)} run.py "
+                    f"{shlex.join(args)}", timeout, ssh_config)
+        if proc.returncode == 255:
+            raise _ssh_error(device, proc)
+        return _result(proc, f"{device}")
+    finally:
+        _ssh(device, f"rm -rf {shlex.quote(remote)}", timeout, ssh_config)
+
+
+# --- adb: TFLite's benchmark_model on an Android phone -------------------------------------
+
+BENCHMARK_MODEL = "/data/local/tmp/benchmark_model"
+
+
+def run_adb(device: Device, model_file: Path, threads, warmup, iters, timeout,
+            binary=BENCHMARK_MODEL, extra=()) -> dict:
+    """Push the .tflite and run benchmark_model through adb shell; parse its output."""
+    adb = ["adb"] + (["-s", device.host] if device.host else [])
+    remote = f"/data/local/tmp/edgetl_{model_file.parent.name}.tflite"
+    steps = [[*adb, "push", str(model_file), remote],
+             [*adb, "shell", f"{binary} --graph={remote} --num_threads={threads or 1} "
+              f"--warmup_runs={warmup} --num_runs={iters} {' '.join(extra)}"]]
+    out = ""
+    for cmd in steps:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise RunError("adb not found: install Android platform-tools and put adb on "
+                           "PATH") from None
+        except subprocess.TimeoutExpired:
+            raise RunError(f"{device}: '{cmd[-1]}' took over {timeout:.0f} s") from None
+        out = proc.stdout + proc.stderr
+        if proc.returncode or "not found" in out:
+            raise RunError(f"{device}: {_adb_reason(out, binary)}")
+    return parse_benchmark_model(out)
+
+
+def _adb_reason(out: str, binary: str) -> str:
+    if "no devices" in out or "not found" in out and "device" in out.split("not found")[0][-30:]:
+        return "no device: connect it and check 'adb devices'"
+    if "unauthorized" in out:
+        return "device unauthorized: accept the USB debugging prompt on the phone"
+    if binary in out and "not found" in out:
+        return (f"{binary} missing on the device: download TFLite's benchmark_model for "
+                "android_aarch64 and 'adb push' it there (chmod +x)")
+    return (out.strip().splitlines() or ["adb failed"])[-1]
+
+
+_NUM = r"([-+\d.eE]+)"
+
+
+def parse_benchmark_model(text: str) -> dict:
+    """Latency (ms) and memory from benchmark_model's output (old and new formats; lines may
+    carry a logcat prefix like 'I tflite  : ')."""
+    summary = re.search(rf"Inference timings in us: Init: {_NUM}, First inference: {_NUM}, "
+                        rf"Warmup \(avg\): {_NUM}, Inference \(avg\): {_NUM}", text)
+    if not summary:
+        raise RunError("benchmark_model output has no 'Inference timings' line; it failed: "
+                       + (text.strip().splitlines() or ["no output"])[-1])
+    init, first, _, avg = (float(v) / 1000 for v in summary.groups())
+    runs = [m for m in re.finditer(r"count=(\d+) first=\S+ curr=\S+ min=(\S+) max=(\S+) "
+                                   r"avg=(\S+) std=(\S+)(.*)", text)]
+    latency = {"mean": avg}
+    if runs:
+        last = runs[-1]
+        latency.update(runs=int(last.group(1)), min=float(last.group(2)) / 1000,
+                       max=float(last.group(3)) / 1000, std=float(last.group(5)) / 1000)
+        pct = dict(re.findall(r"(p5|median|p95)=(\S+)", last.group(6)))
+        if "median" in pct:
+            latency["p50"] = float(pct["median"]) / 1000
+        if "p95" in pct:
+            latency["p95"] = float(pct["p95"]) / 1000
+    memory = re.search(r"(?:Peak memory footprint|Memory footprint delta from the start of "
+                       rf"the tool) \(MB\): init={_NUM} overall={_NUM}", text)
+    threads = re.search(r"Num threads: \[(\d+)\]", text)
+    return {"provider": "benchmark_model (XNNPACK)", "load_ms": init, "first_inference_ms": first,
+            "latency_ms": latency, "peak_rss_mb": float(memory.group(2)) if memory else None,
+            "threads": int(threads.group(1)) if threads else None}

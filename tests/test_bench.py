@@ -1,0 +1,145 @@
+"""Bench stage on the tiny exported run: real runners in real runtimes, reports, verdicts."""
+import json
+import shutil
+
+import pytest
+
+import edgetl
+from edgetl import bench, cli, targets
+from edgetl.errors import ConfigError
+
+QUICK = dict(warmup=1, iters=5, trials=2)
+
+
+@pytest.fixture(scope="module")
+def report(exported):
+    run, _ = exported
+    return bench.bench(run, **QUICK)
+
+
+def test_every_build_is_timed_and_scored_in_its_runtime(exported, report):
+    run, manifest = exported
+    rows = {(r["build"], r["runtime"]): r for r in report["results"]}
+    expected = {(a["name"], "onnxruntime" if a["format"] == "onnx" else "litert")
+                for a in manifest["artifacts"] if a["format"] != "tensorrt"}
+    assert expected | {("torch", "torch")} == set(rows)
+    for (name, runtime), r in rows.items():
+        assert r["status"] == "ok", r
+        lat = r["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and lat["runs"] >= 10
+        assert len(lat["trial_p50"]) == 2 and r["threads"] and r["batch"] == 1
+        assert r["first_inference_ms"] > 0 and r["peak_rss_mb"] > 10
+        assert r["floor_ms"] > 0 and r["x_floor"] > 1, r   # nothing beats the measured peak
+        if runtime != "torch":
+            bundle = json.loads((run / "export" / name / "manifest.json").read_text())
+            assert r["top1"] == pytest.approx(bundle["eval_top1"])   # same set, same runtime
+            assert r["runtime_version"] and r["load_ms"] > 0
+        if r["precision"] != "int8":
+            assert r["top1_agreement"] >= 0.95
+    assert report["machine"]["peak"]["fp32_gflops"] > 1
+    out = run / "bench"
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["results"] == json.loads(json.dumps(report["results"]))
+    assert (out / "latency_vs_accuracy.png").stat().st_size > 1000
+    assert "| tflite-int8 | litert | int8 |" in (out / "report.md").read_text()
+
+
+def test_a_second_bench_keeps_the_first_report(exported, report):
+    run, _ = exported
+    bench.bench(run / "export" / "onnx-fp32", out=run / "bench", **QUICK)
+    history = list((run / "bench" / "history").glob("*/report.json"))
+    assert history and json.loads(history[0].read_text())["recorded"] == report["recorded"]
+
+
+def _profile(tmp_path, budget_ms, min_top1=0.0, builds=(("onnx-fp32", "onnxruntime"),)):
+    text = (f'name = "test"\ndevice = "local"\nthreads = 1\nlatency_budget_ms = {budget_ms}\n'
+            f'min_top1 = {min_top1}\n')
+    for build, runtime in builds:
+        text += f'[[builds]]\nbuild = "{build}"\nruntime = "{runtime}"\n'
+    path = tmp_path / "t.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_target_verdict_gates_the_exit_code(exported, tmp_path, capsys):
+    run, _ = exported
+    quick = ["--warmup", "1", "--iters", "5", "--trials", "1"]
+    ok = _profile(tmp_path, 10000, builds=[("onnx-fp32", "onnxruntime"),
+                                            ("tflite-int8", "litert")])
+    assert cli.main(["bench", str(run), "--target", ok, "--out", str(tmp_path / "a"), *quick]) == 0
+    assert "target test: PASS" in capsys.readouterr().out
+    slow = _profile(tmp_path, 0.001)
+    assert cli.main(["bench", str(run), "--target", slow, "--out", str(tmp_path / "b"),
+                     *quick]) == 1
+    err = capsys.readouterr().err
+    assert "target test FAILED" in err and "> budget 0.001 ms" in err
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["verdict"]["passed"] is False and report["results"][0]["threads"] == 1
+
+
+def test_tampered_bundle_is_refused_and_other_results_kept(exported, tmp_path):
+    run, _ = exported
+    copy = tmp_path / "run"
+    shutil.copytree(run / "export", copy / "export")
+    model = copy / "export" / "onnx-fp32" / "model.onnx"
+    model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
+    result = bench.bench(copy, runtimes="onnxruntime", **QUICK)
+    rows = {r["build"]: r for r in result["results"]}
+    assert rows["onnx-fp32"]["status"] == "failed"
+    assert "model.onnx" in rows["onnx-fp32"]["error"] and "sha256" in rows["onnx-fp32"]["error"]
+    assert rows["onnx-int8"]["status"] == "ok"
+    assert json.loads((copy / "bench" / "report.json").read_text())["results"][0]["status"] \
+        == "failed"
+
+
+def test_missing_runtime_is_skipped_and_hang_is_bounded(exported, tmp_path):
+    run, _ = exported
+    bundle = run / "export" / "tflite-int8"
+    if bench.installed("tflite-runtime"):
+        pytest.skip("tflite-runtime is installed here")
+    result = bench.bench(bundle, runtimes="tflite-runtime", out=tmp_path / "a", **QUICK)
+    assert result["results"][0]["status"] == "skipped"
+    assert "tflite-runtime" in result["results"][0]["error"]
+    result = bench.bench(bundle, runtimes="litert", out=tmp_path / "b", timeout=0.05, **QUICK)
+    assert result["results"][0]["status"] == "failed"
+    assert "did not finish within" in result["results"][0]["error"]
+
+
+def test_shipped_profiles_load():
+    names = targets.available()
+    assert {"jetson-orin-nano", "raspberry-pi-5", "android-arm64", "x86-cpu"} <= set(names)
+    for name in names:
+        t = targets.load_target(name)
+        assert t.builds and t.threads >= 1
+    assert targets.load_target("raspberry-pi-5").builds[0].runtime == "tflite-runtime"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('name = "x"\nlatency_budget_ms = 5\nmin_top1 = 0.5\nthreds = 4\n', "unknown key 'threds'"),
+    ('name = "x"\nlatency_budget_ms = "fast"\nmin_top1 = 0.5\n', "'latency_budget_ms' must be"),
+    ('name = "x"\nmin_top1 = 0.5\n[[builds]]\nbuild="onnx-fp32"\nruntime="onnxruntime"\n',
+     "missing 'latency_budget_ms'"),
+    ('name = "x"\nlatency_budget_ms = 5\nmin_top1 = 0.5\n[[builds]]\nbuild = "onnx-int4"\n'
+     'runtime = "onnxruntime"\n', "'onnx-int4' is not a build name"),
+    ('name = "x"\nlatency_budget_ms = 5\nmin_top1 = 0.5\n[[builds]]\nbuild = "tflite-int8"\n'
+     'runtime = "onnxruntime"\n', "cannot run tflite"),
+    ('name = "x"\nlatency_budget_ms = 5\nmin_top1 = 0.5\ndevice = "telnet://pi"\n'
+     '[[builds]]\nbuild = "tflite-int8"\nruntime = "litert"\n', "is not a device"),
+    ('name = "x"\nlatency_budget_ms = [5\n', "not valid TOML"),
+])
+def test_malformed_profiles_get_one_clear_line(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="bad.toml") as e:
+        targets.load_target(path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_target_and_runtime(exported):
+    run, _ = exported
+    with pytest.raises(ConfigError, match="unknown target 'pixel-99'.*x86-cpu"):
+        targets.load_target("pixel-99")
+    with pytest.raises(ConfigError, match="unknown runtime 'coreml'"):
+        bench.bench(run, runtimes="coreml")
+    with pytest.raises(edgetl.RunError, match="edgetl export"):
+        bench.bench(run / "train")
