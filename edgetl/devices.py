@@ -88,27 +88,25 @@ def _result(proc, where: str) -> dict:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        if "No module named" in tail:
+            tail += " (install numpy and the runtime into the Python that runs the bundle)"
         raise RunError(f"{where}: runner failed: {tail}")
     return json.loads(lines[-1])
 
 
-def _ssh_base(device: Device, timeout: float, ssh_config=None) -> list:
-    cmd = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={min(int(timeout), 15)}"]
-    if ssh_config:
-        cmd += ["-F", str(ssh_config)]
-    return cmd
-
-
-def _ssh(device, remote_cmd: str, timeout, ssh_config=None):
-    cmd = ["ssh", *_ssh_base(device, timeout, ssh_config)]
-    if device.port:
-        cmd += ["-p", str(device.port)]
+def _ssh(device, remote_cmd: str, timeout, ssh_config=None, stdin: bytes = b""):
+    cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={max(1, min(int(timeout), 15))}"]
+    cmd += ["-F", str(ssh_config)] if ssh_config else []
+    cmd += ["-p", str(device.port)] if device.port else []
     try:
-        return subprocess.run(cmd + [device.host, remote_cmd], capture_output=True, text=True,
+        proc = subprocess.run(cmd + [device.host, remote_cmd], input=stdin, capture_output=True,
                               timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise RunError(f"{device}: no answer within {timeout:.0f} s (runner hung or device "
+        raise RunError(f"{device}: no answer within {timeout:g} s (runner hung or device "
                        "unreachable); raise --timeout or check the device") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode,
+                                       proc.stdout.decode(errors="replace"),
+                                       proc.stderr.decode(errors="replace"))
 
 
 def _ssh_error(device, proc) -> RunError:
@@ -119,38 +117,35 @@ def _ssh_error(device, proc) -> RunError:
     return RunError(f"{device}: ssh failed: {(text.splitlines() or ['exit 255'])[-1]}")
 
 
+def _tar(folder: Path) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted(folder.iterdir()):
+            if f.is_file():
+                tar.add(f, arcname=f.name)
+    return buf.getvalue()
+
+
 def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="python3",
             ssh_config=None) -> dict:
-    """Copy the bundle to a temporary folder on the device, run its run.py there with the
-    device's own Python and runtime, bring the JSON back, remove the folder."""
-    proc = _ssh(device, f"command -v {shlex.quote(python)} >/dev/null || exit 127; "
-                "mktemp -d", timeout, ssh_config)
+    """Stream the bundle (tar over the SSH connection: no scp/sftp needed) into a temporary
+    folder on the device, run its run.py there with the device's own Python and runtime,
+    print the JSON back, remove the folder; one connection."""
+    threads = args[args.index("--threads") + 1] if "--threads" in args else None
+    env = " ".join(f"{k}={v}" for k, v in thread_env(threads).items())
+    py = shlex.quote(python)
+    script = (f"command -v {py} >/dev/null || exit 127; d=$(mktemp -d) || exit 1; "
+              "trap 'rm -rf \"$d\"' EXIT; tar -xf - -C \"$d\" && cd \"$d\" && "
+              f"{env} {py} run.py {shlex.join(args)}")
+    proc = _ssh(device, script, timeout, ssh_config, stdin=_tar(folder))
     if proc.returncode == 255:
         raise _ssh_error(device, proc)
     if proc.returncode == 127:
         raise RunError(f"{device}: no '{python}' on the device; install Python 3 there or set "
                        "'python' in the target profile")
-    remote = proc.stdout.strip().splitlines()[-1]
-    try:
-        scp = ["scp", "-q", "-r", *_ssh_base(device, timeout, ssh_config)]
-        if device.port:
-            scp += ["-P", str(device.port)]
-        try:
-            copy = subprocess.run(scp + [f"{folder}/.", f"{device.host}:{remote}/"],
-                                  capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise RunError(f"{device}: copying {folder} took over {timeout:.0f} s") from None
-        if copy.returncode:
-            raise _ssh_error(device, copy)
-        env = " ".join(f"{k}={v}" for k, v in thread_env(
-            args[args.index("--threads") + 1] if "--threads" in args else None).items())
-        proc = _ssh(device, f"cd {remote} && {env} {shlex.quote(python)} run.py "
-                    f"{shlex.join(args)}", timeout, ssh_config)
-        if proc.returncode == 255:
-            raise _ssh_error(device, proc)
-        return _result(proc, f"{device}")
-    finally:
-        _ssh(device, f"rm -rf {shlex.quote(remote)}", timeout, ssh_config)
+    return _result(proc, f"{device}")
 
 
 # --- adb: TFLite's benchmark_model on an Android phone -------------------------------------

@@ -1,0 +1,166 @@
+"""Remote devices: the SSH path against a real OpenSSH server on 127.0.0.1 (throwaway keys,
+a Pi-like Python), its failure modes, and the adb benchmark_model parser on real output."""
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from edgetl import bench
+from edgetl.devices import parse_benchmark_model
+
+QUICK = dict(warmup=1, iters=5, trials=2)
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not os.path.exists(SSHD):
+        pytest.skip("openssh-server is not installed (.ci/run installs it)")
+    root = tmp_path_factory.mktemp("sshd")
+    host, client, stranger = (_keygen(root / n) for n in ("host_key", "client", "stranger"))
+    (root / "authorized_keys").write_text((root / "client.pub").read_text())
+    port = _free_port()
+    (root / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\n"
+        f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nStrictModes no\n"
+        f"PidFile {root / 'sshd.pid'}\nUsePAM no\nPermitRootLogin prohibit-password\n")
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
+                            stderr=open(root / "sshd.log", "w"))
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("sshd did not start: " + (root / "sshd.log").read_text())
+    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} " + (root / "host_key.pub")
+                                      .read_text())
+    (root / "empty_known_hosts").write_text("")
+
+    def config(key=client, known="known_hosts", name="ssh_config") -> str:
+        path = root / name
+        path.write_text(f"Host edge-device 127.0.0.1\n  HostName 127.0.0.1\n  Port {port}\n"
+                        f"  User {getpass.getuser()}\n  IdentityFile {key}\n"
+                        f"  IdentitiesOnly yes\n  UserKnownHostsFile {root / known}\n"
+                        "  StrictHostKeyChecking yes\n")
+        return str(path)
+    yield {"port": port, "config": config, "stranger": stranger}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_bench_over_ssh_runs_the_bundle_with_the_devices_python(exported, sshd, pi_like_venv,
+                                                                tmp_path):
+    run, _ = exported
+    bundle = run / "export" / "tflite-int8"
+    result = bench.bench(bundle, device="ssh://edge-device", ssh_config=sshd["config"](),
+                         python=str(pi_like_venv), threads=1, out=tmp_path / "a", **QUICK)
+    row = result["results"][0]
+    assert row["status"] == "ok", row
+    assert (row["runtime"], row["runtime_version"]) == ("tflite-runtime", "2.14.0")
+    manifest = __import__("json").loads((bundle / "manifest.json").read_text())
+    assert row["top1"] == pytest.approx(manifest["eval_top1"], abs=0.051)
+    assert row["latency_ms"]["p50"] > 0 and row["threads"] == 1
+    assert result["machine"]["device"] == "ssh://edge-device" and result["machine"]["peak"]
+    assert (tmp_path / "a" / "report.json").is_file()
+    user = getpass.getuser()
+    url = f"ssh://{user}@127.0.0.1:{sshd['port']}"          # the URL form, port given in it
+    result = bench.bench(bundle, device=url, ssh_config=sshd["config"](), out=tmp_path / "b",
+                         python=str(pi_like_venv), runtimes="tflite-runtime", **QUICK)
+    assert result["results"][0]["status"] == "ok", result["results"][0]
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown host key", "unknown or changed host key"),
+    ("wrong key", "authentication refused"),
+    ("closed port", "connection refused"),
+    ("no python", "no '/nonexistent/python3' on the device"),
+    ("no runtime", "onnxruntime is not installed"),
+    ("hang", "no answer within"),
+])
+def test_ssh_faults_get_one_clear_line_and_the_report_is_kept(exported, sshd, pi_like_venv,
+                                                             tmp_path, case, message):
+    run, _ = exported
+    bundle = run / "export" / ("onnx-fp32" if case == "no runtime" else "tflite-int8")
+    kw = dict(device="ssh://edge-device", ssh_config=sshd["config"](), python=str(pi_like_venv),
+              out=tmp_path, **QUICK)
+    if case == "unknown host key":
+        kw["ssh_config"] = sshd["config"](known="empty_known_hosts", name="c2")
+    elif case == "wrong key":
+        kw["ssh_config"] = sshd["config"](key=sshd["stranger"], name="c3")
+    elif case == "closed port":
+        kw["device"] = f"ssh://{getpass.getuser()}@127.0.0.1:{_free_port()}"
+    elif case == "no python":
+        kw["python"] = "/nonexistent/python3"
+    elif case == "hang":
+        kw["timeout"] = 0.3
+    result = bench.bench(bundle, **kw)
+    row = result["results"][0]
+    assert row["status"] in ("failed", "skipped") and message in row["error"], row["error"]
+    assert "\n" not in row["error"] and ("edge-device" in row["error"] or "127.0.0.1" in
+                                         row["error"])
+    assert (tmp_path / "report.json").is_file()
+
+
+# Real benchmark_model output: TFLite 2.x on a QEMU aarch64 board (mobilenet_v1, op profiling
+# trimmed) and a newer build logging through Android logcat with percentiles.
+OLD = """STARTING!
+Log parameter values verbosely: [0]
+Num threads: [4]
+Graph: [./mobilenet_v1_1.0_224.tflite]
+Enable op profiling: [1]
+#threads used for CPU inference: [4]
+Loaded model ./mobilenet_v1_1.0_224.tflite
+The input model file size (MB): 16.9008
+Initialized session in 17.187ms.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+count=1 curr=3512391
+
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798
+
+Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, Inference (avg): 2.95034e+06
+Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion.
+Memory footprint delta from the start of the tool (MB): init=4.21094 overall=46.0859
+"""
+NEW = """I tflite  : count=25 first=187533 curr=140990 min=140071 max=195121 avg=145528 std=13583 p5=140545 median=141253 p95=187533
+I tflite  : Inference timings in us: Init: 92318, First inference: 187533, Warmup (avg): 211669, Inference (avg): 145528
+I tflite  : Memory footprint delta from the start of the tool (MB): init=54.2852 overall=73.4102
+"""
+
+
+def test_benchmark_model_output_is_parsed():
+    old = parse_benchmark_model(OLD)
+    assert old["load_ms"] == pytest.approx(17.187) and old["threads"] == 4
+    assert old["first_inference_ms"] == pytest.approx(3512.391)
+    assert old["latency_ms"]["mean"] == pytest.approx(2950.34)
+    assert old["latency_ms"]["runs"] == 50 and old["latency_ms"]["std"] == pytest.approx(109.798)
+    assert old["peak_rss_mb"] == pytest.approx(46.0859)
+    new = parse_benchmark_model(NEW)
+    assert new["latency_ms"]["p50"] == pytest.approx(141.253)
+    assert new["latency_ms"]["p95"] == pytest.approx(187.533)
+    assert new["latency_ms"]["mean"] == pytest.approx(145.528)
+    assert new["peak_rss_mb"] == pytest.approx(73.4102)
+    with pytest.raises(Exception, match="no 'Inference timings' line.*Segmentation fault"):
+        parse_benchmark_model("STARTING!\nLoaded model m.tflite\nSegmentation fault\n")
