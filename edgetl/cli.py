@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", dest="precisions", default="fp32,fp16,int8")
     p.add_argument("--quant", default="qat", choices=("qat", "ptq"))
     p.add_argument("--qat-epochs", type=float, default=0.3)
-    p.add_argument("--calib-size", type=int, default=256)
+    p.add_argument("--calib-size", type=int, default=None,
+                   help="calibration images (default: 256, or the whole training split if "
+                        "smaller); sets the int8 scales for PTQ and QAT alike")
     p.add_argument("--observer", default="minmax", help="PTQ observer: minmax or histogram")
     p.add_argument("--weight-range", default="reduced", choices=("reduced", "full"),
                    help="int8 weight range: reduced [-63,63] avoids AVX2 saturation in "

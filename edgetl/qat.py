@@ -17,29 +17,36 @@ def _loader(samples, transform, spec, batch_size, shuffle, workers, seed=0):
                                        num_workers=workers, drop_last=shuffle)
 
 
-def qat(model, spec, cfg, samples, epochs: float, weight_range: str = "reduced",
-        lr: float = 5e-5, batch_size: int = 32, workers: int = 2, bn_freeze: float = 0.5,
-        observer: str = "moving_average", log=None):
-    """Fake-quantized fine-tuning: BN statistics frozen after `bn_freeze` of the steps,
-    observers (the scales) after 70%, cosine LR; returns the converted int8 reference graph."""
+def qat(model, spec, cfg, samples, calib, epochs: float, weight_range: str = "reduced",
+        lr: float = 2e-4, batch_size: int = 32, workers: int = 2, log=None, prepared_hook=None):
+    """Fake-quantized fine-tuning from the fine-tuned checkpoint (batch norm folded):
+
+    1. scales: running min/max of every activation over `calib` (clean, centre-cropped
+       images), then frozen; augmented training batches would widen them and cost precision;
+    2. weights: `epochs` of SGD at a low, cosine-decayed LR through the fake-quantized graph
+       (straight-through gradients), so the weights adapt to the int8 grid.
+    Returns the converted int8 reference graph."""
     t0 = time.time()
     example = (torch.zeros(2, 3, spec.img_size, spec.img_size),)
-    prepared = quantize.prepare_qat(model, example, weight_range, observer)
-    steps = max(1, math.ceil(epochs * len(samples) / batch_size))
+    prepared = quantize.prepare_qat(model, example, weight_range)
+    quantize.set_fake_quant(prepared, enabled=False)
+    with torch.no_grad():
+        for x, _, _ in progress(_loader(calib, eval_transform(spec), spec, batch_size, False,
+                                        workers), desc="QAT scales", unit="batch"):
+            prepared(x)
+    quantize.set_fake_quant(prepared, enabled=True)
+    quantize.freeze_activation_scales(prepared)
+    if prepared_hook:
+        prepared_hook(prepared)
+    steps = max(1, math.ceil(epochs * len(samples) / batch_size)) if epochs > 0 else 0
     opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
-    done, bn_frozen = 0, False
+    done = 0
     bar = progress(total=steps, desc="QAT", unit="batch")
     while done < steps:
         for x, y, _ in _loader(samples, train_transform(spec, cfg), spec, batch_size, True,
                                workers, seed=done):
             if done >= steps:
                 break
-            if not bn_frozen and done >= int(steps * bn_freeze):
-                from torchao.quantization.pt2e import move_exported_model_to_eval
-                move_exported_model_to_eval(prepared)
-                bn_frozen = True
-            if done == int(steps * 0.7):
-                quantize.set_observers(prepared, enabled=False)
             for g in opt.param_groups:
                 g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * done / steps))
             loss = F.cross_entropy(prepared(x), y)
@@ -51,7 +58,8 @@ def qat(model, spec, cfg, samples, epochs: float, weight_range: str = "reduced",
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     if log:
-        log.info("QAT: %d steps (%.2f epochs) in %.0f s", steps, epochs, time.time() - t0)
+        log.info("QAT: scales from %d clean images, then %d steps (%.2f epochs, lr %g) in %.0f s",
+                 len(calib), steps, epochs, lr, time.time() - t0)
     return quantize.convert(prepared)
 
 

@@ -9,9 +9,9 @@ saturating int16 (vpmaddubsw); with full-range weights onnxruntime's int8 kernel
 and disagree with the model (measured in tests/test_export.py). Reduced-range weights are still
 int8 symmetric per-channel, so TFLite and TensorRT take the very same scales.
 
-QAT (`prepare_qat`) and PTQ calibration (`prepare_ptq`) both annotate through litert-torch's
-PT2E quantizer (TFLite-friendly fusions) with this scheme, plus shared scales through padding,
-so the converted graph stays fully integer. `convert` folds batch norm and freezes the scales.
+QAT (`prepare_qat`) and PTQ calibration (`prepare_ptq`) both fold batch norm, then annotate
+through litert-torch's PT2E quantizer (TFLite-friendly fusions) with this scheme, plus shared
+scales through padding, so the converted graph stays fully integer. `convert` freezes them.
 """
 import copy
 
@@ -34,15 +34,10 @@ SHARED_SCALE_OPS = {"constant_pad_nd.default", "pad.default", "clone.default",
 
 
 def _act_spec(qat: bool, observer: str):
-    from torchao.quantization.pt2e import (FakeQuantize, FusedMovingAvgObsFakeQuantize,
-                                           HistogramObserver, MinMaxObserver,
-                                           MovingAverageMinMaxObserver)
+    from torchao.quantization.pt2e import FakeQuantize, HistogramObserver, MinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
-    if qat and observer == "minmax":        # running min/max over the QAT batches (as PTQ)
+    if qat:          # trainable fake quantization; scale from a running min/max (calibrated)
         ctr = FakeQuantize.with_args(observer=MinMaxObserver, eps=2 ** -12)
-    elif qat:
-        ctr = FusedMovingAvgObsFakeQuantize.with_args(observer=MovingAverageMinMaxObserver,
-                                                      eps=2 ** -12)
     else:
         ctr = (HistogramObserver if observer == "histogram" else MinMaxObserver).with_args(
             eps=2 ** -12)
@@ -51,12 +46,9 @@ def _act_spec(qat: bool, observer: str):
 
 
 def _weight_spec(qat: bool, weight_range: str):
-    from torchao.quantization.pt2e import (FusedMovingAvgObsFakeQuantize,
-                                           MovingAveragePerChannelMinMaxObserver,
-                                           PerChannelMinMaxObserver)
+    from torchao.quantization.pt2e import FakeQuantize, PerChannelMinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
-    ctr = FusedMovingAvgObsFakeQuantize.with_args(
-        observer=MovingAveragePerChannelMinMaxObserver, eps=2 ** -12) if qat else \
+    ctr = FakeQuantize.with_args(observer=PerChannelMinMaxObserver, eps=2 ** -12) if qat else \
         PerChannelMinMaxObserver.with_args(eps=2 ** -12)
     q = WEIGHT_RANGES[weight_range]
     return QuantizationSpec(dtype=torch.int8, quant_min=-q, quant_max=q, ch_axis=0,
@@ -76,7 +68,9 @@ def make_quantizer(qat: bool, observer: str = "minmax", weight_range: str = "red
             return model
 
     act = _act_spec(qat, observer)
-    config = QuantizationConfig(act, act, _weight_spec(qat, weight_range), None, None, qat,
+    # is_qat False: batch norm is folded into the convolutions before annotation (see
+    # prepare_qat), so no conv-bn training pattern is needed
+    config = QuantizationConfig(act, act, _weight_spec(qat, weight_range), None, None, False,
                                 False)
     return EdgeQuantizer().set_global(config)
 
@@ -126,14 +120,30 @@ def export_for_quant(model: torch.nn.Module, example: tuple) -> torch.fx.GraphMo
                                strict=False).module()
 
 
-def prepare_qat(model: torch.nn.Module, example: tuple, weight_range: str = "reduced",
-                observer: str = "moving_average") -> torch.fx.GraphModule:
-    """Fake-quantized training graph (conv-bn kept for training, folded at convert). Works on a
-    copy: the float model keeps its weights and eval mode for the fp32/fp16 builds."""
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
-    model = copy.deepcopy(model).train()
-    return prepare_qat_pt2e(export_for_quant(model, example),
-                            make_quantizer(True, observer, weight_range))
+def prepare_qat(model: torch.nn.Module, example: tuple,
+                weight_range: str = "reduced") -> torch.fx.GraphModule:
+    """Trainable fake-quantized graph: batch norm folded into the convolutions first (its
+    fine-tuned statistics stay frozen), the same annotation as PTQ, fake quantizers in place of
+    observers. Calibrated this graph IS the PTQ model; QAT then moves the weights to suit the
+    int8 grid. Works on a copy: the float model keeps its weights for the fp32/fp16 builds."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+    model = copy.deepcopy(model).eval()
+    return prepare_pt2e(export_for_quant(model, example),
+                        make_quantizer(True, weight_range=weight_range))
+
+
+def set_fake_quant(prepared, enabled: bool) -> None:
+    from torchao.quantization.pt2e import disable_fake_quant, enable_fake_quant
+    prepared.apply(enable_fake_quant if enabled else disable_fake_quant)
+
+
+def freeze_activation_scales(prepared) -> None:
+    """Activation observers stop; weight observers keep tracking the weights as they train."""
+    from torchao.quantization.pt2e import FakeQuantize
+    for m in prepared.modules():
+        if isinstance(m, FakeQuantize):
+            per_channel = m.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
+            m.enable_observer(per_channel)
 
 
 def prepare_ptq(model: torch.nn.Module, example: tuple, observer: str = "minmax",
@@ -150,12 +160,6 @@ def convert(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from torchao.quantization.pt2e import move_exported_model_to_eval
     move_exported_model_to_eval(prepared)
     return convert_pt2e(prepared, fold_quantize=False)
-
-
-def set_observers(prepared, enabled: bool) -> None:
-    """Freeze (or release) every observer: the learned scales stop moving."""
-    from torchao.quantization.pt2e import disable_observer, enable_observer
-    prepared.apply(enable_observer if enabled else disable_observer)
 
 
 def quant_params(converted: torch.fx.GraphModule, weight_range: str) -> dict:

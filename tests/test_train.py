@@ -181,8 +181,15 @@ def test_ddp_two_processes_write_one_set_of_outputs(tmp_path):
     assert log.count("epoch 3/3") == 1
 
 
-def test_demo_runs_on_the_embedded_digits(tmp_path):
-    m = edgetl.demo(tmp_path / "demo", epochs=2, cache_views=1)
+def test_demo_runs_the_whole_pipeline_on_the_embedded_digits(tmp_path):
+    result = edgetl.demo(tmp_path / "demo", epochs=2, cache_views=1)
+    m = result["train"]
     assert m["model"] == "efficientnet_lite0" and m["test"]["n"] > 200
     assert m["test"]["top1"] > 0.6
     assert len(list((tmp_path / "demo/data/digits").rglob("*.png"))) == 1797
+    names = {a["name"] for a in result["export"]["artifacts"]}
+    assert {"onnx-fp32", "onnx-int8", "tflite-fp32", "tflite-int8"} <= names
+    report = result["bench"]
+    assert report["target"]["name"] == "x86-cpu" and len(report["verdict"]["checks"]) == 4
+    assert all(r["status"] == "ok" for r in report["results"])
+    assert (tmp_path / "demo/bench/report.md").is_file()

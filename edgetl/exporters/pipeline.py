@@ -24,6 +24,7 @@ from .bundle import eval_images, write_bundle
 FORMATS = ("onnx", "tflite", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 THRESHOLDS = {"fp32": 0.995, "fp16": 0.99, "int8": 0.99}
+DEFAULT_CALIB_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _names(value, allowed, what) -> list:
 
 
 def export(run, formats="onnx,tflite,tensorrt", precisions="fp32,fp16,int8", quant="qat",
-           qat_epochs=0.3, calib_size=256, observer="minmax", weight_range="reduced",
+           qat_epochs=0.3, calib_size=None, observer="minmax", weight_range="reduced",
            bundle_size=100, overwrite=False) -> dict:
     """Write RUN/export/ (built in a temporary folder, then moved into place); returns its
     manifest. Raises RunError listing the builds whose parity fell below the threshold."""
@@ -141,15 +142,19 @@ def _export_into(work, run, ckpt, builds, quant_opts, bundle_size, start) -> dic
 def _quantize(model, spec, cfg, splits, work, log, quant, qat_epochs, calib_size, observer,
               weight_range):
     t0 = time.time()
+    size = calib_size or min(DEFAULT_CALIB_SIZE, len(splits.train))   # explicit: strict
+    chosen = calibration.select(splits.train, size, len(spec.labels), cfg.seed)
+    calibration.write_manifest(work / "calibration.json", chosen, cfg.seed,
+                               "minmax" if quant == "qat" else observer)
     if quant == "qat":
-        converted = qat.qat(model, spec, cfg, splits.train, qat_epochs, weight_range, log=log)
-        info = {"method": "qat", "qat_epochs": qat_epochs}
+        converted = qat.qat(model, spec, cfg, splits.train, chosen, qat_epochs, weight_range,
+                            log=log)
+        info = {"method": "qat", "qat_epochs": qat_epochs, "scales": "min-max over the "
+                "calibration set, frozen before training", "calibration": "calibration.json"}
     else:
-        chosen = calibration.select(splits.train, calib_size, len(spec.labels), cfg.seed)
-        calibration.write_manifest(work / "calibration.json", chosen, cfg.seed, observer)
         converted = qat.ptq(model, spec, chosen, observer, weight_range, log=log)
-        info = {"method": "ptq", "observer": observer, "calibration": "calibration.json",
-                "calib_size": calib_size}
+        info = {"method": "ptq", "observer": observer, "calibration": "calibration.json"}
+    info["calib_size"] = len(chosen)
     params = quant_params(converted, weight_range)
     write_json(work / "quant_params.json", params)
     return converted, {**info, "scheme": params["scheme"], "params": "quant_params.json",

@@ -1,0 +1,52 @@
+"""The main job: image folder -> fine-tune -> quantize -> export -> bench, stages skipped when
+their outputs are up to date, never silently redone with other settings."""
+import json
+import time
+
+import pytest
+
+from edgetl import cli, errors
+from edgetl.main_job import run
+
+from conftest import FAST, make_folder
+
+PROFILE = """name = "tiny-x86"
+device = "local"
+img_size = 32
+threads = 1
+latency_budget_ms = 10000
+min_top1 = 0.5
+[[builds]]
+build = "onnx-fp32"
+runtime = "onnxruntime"
+[[builds]]
+build = "onnx-int8"
+runtime = "onnxruntime"
+"""
+
+
+def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, capsys):
+    data = make_folder(tmp_path / "data", classes=2, per_class=12)
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(PROFILE)
+    out = tmp_path / "run"
+    quick = dict(iters=5, trials=1, warmup=1)
+    options = {k: v for k, v in FAST.items() if k not in ("model", "img_size")}
+    first = run(data, profile, out, quant="ptq", train_options=options,
+                export_options={"bundle_size": 8}, bench_options=quick)
+    assert first["skipped"] == [] and first["train"]["img_size"] == 32
+    assert {a["name"] for a in first["export"]["artifacts"]} == {"onnx-fp32", "onnx-int8"}
+    assert first["bench"]["verdict"]["passed"], first["bench"]["verdict"]
+    exported = (out / "export" / "manifest.json").stat().st_mtime
+    t0 = time.time()
+    again = run(data, profile, out, quant="ptq", train_options=options, bench_options=quick)
+    assert again["skipped"] == ["train", "export"] and time.time() - t0 < 60
+    assert (out / "export" / "manifest.json").stat().st_mtime == exported
+    assert list((out / "bench" / "history").iterdir())          # first report kept
+    with pytest.raises(errors.RunError, match="other settings.*epochs 3 -> 4.*--overwrite"):
+        run(data, profile, out, quant="ptq", train_options={**options, "epochs": 4})
+    code = cli.main(["run", str(data), "--target", str(profile), "--out", str(tmp_path / "x"),
+                     "--epochs", "1", "--img-size", "32", "--quant", "ptq"])
+    text = capsys.readouterr().out
+    assert code == 0 and "target tiny-x86: PASS" in text
+    assert json.loads((tmp_path / "x" / "bench" / "report.json").read_text())["verdict"]
