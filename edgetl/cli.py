@@ -122,6 +122,17 @@ def _export_summary(manifest: dict) -> str:
     return _render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
 
 
+def _job_exit(result: dict) -> int:
+    """The main job's three stages, summarised; the exit code is the bench verdict's."""
+    for stage, summary in (("train", _train_summary), ("export", _export_summary)):
+        note = " (up to date: skipped)" if stage in result["skipped"] else ""
+        print(f"\n{stage}{note}\n" + summary(result[stage]))
+    if result.get("export_error"):
+        print(f"edgetl: warning: {result['export_error']}", file=sys.stderr)
+    print()
+    return _bench_exit(result["bench"])
+
+
 def _bench_exit(result: dict) -> int:
     """Print the bench table; exit 1 if a build failed or a target's budget was missed."""
     from .report import table
@@ -158,15 +169,14 @@ def main(argv=None) -> int:
             print(_export_summary(manifest))
             return 0
         elif args.command == "bench":
-            from .bench import bench
+            from .benchmark import bench
             return _bench_exit(bench(opts.pop("path"), **opts))
         elif args.command == "run":
             from .main_job import run
-            return _bench_exit(run(opts.pop("data"), **opts)["bench"])
+            return _job_exit(run(opts.pop("data"), **opts))
         else:
             from .embedded import demo
-            return _bench_exit(demo(args.out, target=args.target,
-                                    overwrite=args.overwrite)["bench"])
+            return _job_exit(demo(args.out, target=args.target, overwrite=args.overwrite))
     except EdgetlError as e:
         print(f"edgetl: error: {e}", file=sys.stderr)
         return 2

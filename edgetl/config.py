@@ -81,3 +81,13 @@ def load_config(path=None, **overrides) -> TrainConfig:
         raise ConfigError(f"{path or 'options'}: unknown setting(s) {', '.join(unknown)}; "
                           f"known: {', '.join(known)}")
     return TrainConfig(**values).validate()
+
+
+def parse_names(value, allowed, what) -> list:
+    """'a,b' (or a list) -> ['a', 'b'], each one of `allowed`; a clear error otherwise."""
+    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v]
+    bad = [n for n in names if n not in allowed]
+    if bad or not names:
+        raise ConfigError(f"unknown {what} '{','.join(bad) or value}': choose from "
+                          f"{', '.join(allowed)}")
+    return names

@@ -11,7 +11,7 @@ from .targets import load_target
 def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", device=None,
         overwrite=False, train_options=None, export_options=None, bench_options=None) -> dict:
     """Returns {"train": metrics, "export": manifest, "bench": report, "skipped": [...]}."""
-    from .bench import bench
+    from .benchmark import bench
     from .exporters import export
     from .trainer import train
     profile = load_target(target)

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 import edgetl
-from edgetl import bench, cli, targets
+from edgetl import benchmark as bench, cli, targets
 from edgetl.errors import ConfigError
 
 QUICK = dict(warmup=1, iters=5, trials=2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetl import bench
+from edgetl import benchmark as bench
 from edgetl.devices import parse_benchmark_model
 
 QUICK = dict(warmup=1, iters=5, trials=2)

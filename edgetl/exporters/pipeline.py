@@ -12,7 +12,7 @@ import torch
 
 from .. import __version__, bundle_runner, calibration, qat
 from ..checkpoint import load_checkpoint, sha256, write_json
-from ..config import load_config
+from ..config import load_config, parse_names
 from ..data import load_split
 from ..errors import ConfigError, RunError
 from ..quantize import OBSERVERS, WEIGHT_RANGES, quant_params
@@ -39,7 +39,7 @@ class Build:
 
 
 def plan(formats, precisions) -> list:
-    formats, precisions = _names(formats, FORMATS, "format"), _names(precisions, PRECISIONS,
+    formats, precisions = parse_names(formats, FORMATS, "format"), parse_names(precisions, PRECISIONS,
                                                                       "precision")
     builds = []
     for f in formats:
@@ -50,15 +50,6 @@ def plan(formats, precisions) -> list:
             if f == "tflite" and p == "int8":
                 builds += [Build(f, p, "float-io"), Build(f, p, "nhwc")]
     return builds
-
-
-def _names(value, allowed, what) -> list:
-    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v]
-    bad = [n for n in names if n not in allowed]
-    if bad or not names:
-        raise ConfigError(f"unknown {what} '{','.join(bad) or value}': choose from "
-                          f"{', '.join(allowed)}")
-    return names
 
 
 def export(run, formats="onnx,tflite,tensorrt", precisions="fp32,fp16,int8", quant="qat",

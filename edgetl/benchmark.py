@@ -13,6 +13,7 @@ import numpy as np
 from . import bundle_runner, report
 from .bundle_runner import RUNTIMES
 from .devices import parse_device, run_adb, run_local, run_ssh, runner_args
+from .config import parse_names
 from .errors import ConfigError, EdgetlError, RunError
 from .progress import bar as progress
 from .targets import load_target
@@ -133,14 +134,7 @@ def bench(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100, min_
 
 
 def _runtimes(value):
-    if value is None:
-        return None
-    names = [v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v]
-    bad = [n for n in names if n not in KNOWN_RUNTIMES]
-    if bad or not names:
-        raise ConfigError(f"unknown runtime '{','.join(bad) or value}': choose from "
-                          f"{', '.join(KNOWN_RUNTIMES)}")
-    return names
+    return None if value is None else parse_names(value, KNOWN_RUNTIMES, "runtime")
 
 
 def _measure(device, folder, manifest, runtime, args, threads, warmup, iters, timeout, python,
