@@ -93,32 +93,35 @@ def bench(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100, min_
     out = Path(out) if out else (path / "bench" if is_run else path.parent / f"{path.name}-bench")
     settings = dict(threads=threads, batch=batch, warmup=warmup, iters=iters,
                     min_seconds=min_seconds, trials=trials, device=str(device))
-    args = runner_args(None, threads, batch, warmup, iters, min_seconds, trials)
-    results, device_machine = [], None
     todo = rows_to_run + ([("torch", None, None, "torch")] if _torch_row_wanted(
         path, runtimes, target, device) else [])
-    for name, folder, manifest, runtime in progress(todo, desc="bench", unit="build"):
-        row = {"build": name, "runtime": runtime}
-        try:
-            if runtime == "torch":
-                row.update(_torch_row(path, bundles, threads, batch, warmup, iters, min_seconds,
-                                      trials))
-            else:
-                row.update(_measure(device, folder, manifest, runtime, args, threads, warmup,
-                                    iters, timeout, python or (target and device.kind == "ssh"
-                                                               and target.python),
-                                    ssh_config, adb_binary))
-                device_machine = row.pop("machine", None) or device_machine
-            row["status"] = "ok"
-        except EdgetlError as e:
-            row.update(status="skipped" if "runtime missing" in str(e) else "failed",
-                       error=str(e), format=manifest and manifest["format"],
-                       precision=manifest and manifest["precision"])
-        if manifest:
-            row.update(size_bytes=os.path.getsize(folder / manifest["model_file"]),
-                       variant=manifest.get("variant", ""), macs=manifest.get("macs"),
-                       held_out_top1=manifest.get("held_out_top1"))
-        results.append(row)
+    python = python or (target and device.kind == "ssh" and target.python)
+    trial_rows = [[] for _ in todo]
+    errors = [None] * len(todo)
+    device_machine = None
+    bar = progress(total=trials * len(todo), desc="bench", unit="run")
+    for t in range(trials):                   # trials interleaved across builds: a slow spell
+        for i, (name, folder, manifest, runtime) in enumerate(todo):   # hits every build alike
+            bar.update(1)
+            if errors[i]:
+                continue
+            try:
+                if runtime == "torch":
+                    row = _torch_row(path, bundles, threads, batch, warmup, iters, min_seconds,
+                                     score=t == 0)
+                else:
+                    args = runner_args(None, threads, batch, warmup, iters, min_seconds, 1,
+                                       peak=device_machine is None, score=t == 0)
+                    row = _measure(device, folder, manifest, runtime, args, threads, warmup,
+                                   iters, timeout, python, ssh_config, adb_binary)
+                    measured = row.pop("machine", None)
+                    device_machine = device_machine or measured
+                trial_rows[i].append(row)
+            except EdgetlError as e:
+                errors[i] = e
+    bar.close()
+    results = [_row(name, folder, manifest, runtime, trial_rows[i], errors[i])
+               for i, (name, folder, manifest, runtime) in enumerate(todo)]
     machine = _machine(device, device_machine)
     for row in results:
         report.add_floor(row, machine.get("peak"))
@@ -131,6 +134,41 @@ def bench(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100, min_
     report.write(out, result)
     result["out"] = str(out)
     return result
+
+
+def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
+    """One report row: the first trial's load, first inference and accuracy, latency merged
+    over the trials (each statistic the median of the per-trial ones)."""
+    row = {"build": name, "runtime": runtime}
+    if error is not None and not trials:
+        row.update(status="skipped" if "runtime missing" in str(error) else "failed",
+                   error=str(error), format=manifest and manifest["format"],
+                   precision=manifest and manifest["precision"])
+    else:
+        row.update(trials[0], status="ok" if error is None else "failed",
+                   latency_ms=merge_trials([t["latency_ms"] for t in trials]),
+                   peak_rss_mb=max(t["peak_rss_mb"] or 0 for t in trials) or None)
+        if error is not None:
+            row["error"] = f"trial {len(trials) + 1}: {error}"
+    if manifest:
+        row.update(size_bytes=os.path.getsize(folder / manifest["model_file"]),
+                   variant=manifest.get("variant", ""), macs=manifest.get("macs"),
+                   held_out_top1=manifest.get("held_out_top1"))
+    return row
+
+
+def merge_trials(trials: list) -> dict:
+    if len(trials) == 1 or "p50" not in trials[0]:
+        return trials[0]
+    med = lambda k: float(np.median([t[k] for t in trials]))
+    p50s = [t["p50"] for t in trials]
+    return {"mean": float(np.mean([t["mean"] for t in trials])),
+            "std": float(np.sqrt(np.mean([t["std"] ** 2 for t in trials]))),
+            "p50": med("p50"), "p90": med("p90"), "p99": med("p99"),
+            "min": min(t["min"] for t in trials), "runs": sum(t["runs"] for t in trials),
+            "trial_p50": p50s, "trial_spread_pct": float((max(p50s) - min(p50s))
+                                                         / np.median(p50s) * 100),
+            "statistic": "median over trials of each trial's statistic"}
 
 
 def _runtimes(value):
@@ -172,7 +210,7 @@ def _torch_row_wanted(path, runtimes, target, device) -> bool:
     return runtimes is None or "torch" in runtimes
 
 
-def _torch_row(path, bundles, threads, batch, warmup, iters, min_seconds, trials) -> dict:
+def _torch_row(path, bundles, threads, batch, warmup, iters, min_seconds, score=True) -> dict:
     """PyTorch eager fp32 baseline, timed the same way, on the same real images."""
     import torch
 
@@ -189,15 +227,16 @@ def _torch_row(path, bundles, threads, batch, warmup, iters, min_seconds, trials
         t0 = time.perf_counter()
         model(x)
         first = (time.perf_counter() - t0) * 1000
-        latency = bundle_runner.time_runs(lambda: model(x), warmup, iters, min_seconds, trials)
+        latency = bundle_runner.time_runs(lambda: model(x), warmup, iters, min_seconds, 1)
         preds = np.concatenate([model(to_x(data["images"][i:i + 64])).argmax(-1).numpy()
-                                for i in range(0, len(data["images"]), 64)])
+                                for i in range(0, len(data["images"]), 64)]) if score else None
     import resource
     return {"format": "pytorch", "precision": "fp32", "runtime": "torch",
             "runtime_version": torch.__version__, "provider": "eager CPU", "threads": threads,
-            "batch": batch, "top1": float((preds == data["labels"]).mean()),
-            "n": int(len(preds)), "top1_agreement": float((preds == data["reference"]).mean())
-            if "reference" in data.files else None, "load_ms": None,
+            "batch": batch, "top1": None if preds is None else
+            float((preds == data["labels"]).mean()), "n": len(data["labels"]),
+            "top1_agreement": float((preds == data["reference"]).mean())
+            if preds is not None and "reference" in data.files else None, "load_ms": None,
             "first_inference_ms": first, "latency_ms": latency,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "size_bytes": os.path.getsize(path / "train" / "model.safetensors"),

@@ -295,7 +295,7 @@ def pin_threads(threads):
 
 
 def bench(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10, iters=100,
-          min_seconds=0.0, trials=3, peak=False) -> dict:
+          min_seconds=0.0, trials=3, peak=False, score=True) -> dict:
     """Load time, first inference, latency statistics on real images, accuracy, peak RSS."""
     import platform
     import resource
@@ -310,7 +310,7 @@ def bench(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10,
     model(x)
     first_ms = (time.perf_counter() - t0) * 1000
     latency = time_runs(lambda: model(x), warmup, iters, min_seconds, trials)
-    accuracy = evaluate(model, manifest, folder, batch)
+    accuracy = evaluate(model, manifest, folder, batch) if score else {"top1": None, "n": None}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {"format": manifest["format"], "precision": manifest["precision"],
               "runtime": model.runtime, "runtime_version": model.version,
@@ -341,14 +341,17 @@ def main(argv=None) -> int:
     ap.add_argument("--min-seconds", type=float, default=0.0)
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--peak", action="store_true", help="also measure the machine's GEMM peak")
+    ap.add_argument("--no-score", dest="score", action="store_false",
+                    help="time only (skip the accuracy pass over the bundled set)")
+    ap.add_argument("--bundle", default=HERE, help="bundle folder (default: this file's)")
     args = ap.parse_args(argv)
-    manifest = load_manifest()
+    manifest = load_manifest(args.bundle)
     try:
         if args.bench:
-            result = bench(manifest, HERE, args.runtime, args.threads, args.batch, args.warmup,
-                           args.iters, args.min_seconds, args.trials, args.peak)
+            result = bench(manifest, args.bundle, args.runtime, args.threads, args.batch, args.warmup,
+                           args.iters, args.min_seconds, args.trials, args.peak, args.score)
         else:
-            result = _classify_or_evaluate(manifest, args)
+            result = _classify_or_evaluate(manifest, args, args.bundle)
     except RuntimeMissing as e:
         raise SystemExit(f"runtime missing: {e}")
     text = json.dumps(result)
@@ -359,10 +362,10 @@ def main(argv=None) -> int:
     return 0
 
 
-def _classify_or_evaluate(manifest, args) -> dict:
-    model = open_model(manifest, threads=args.threads, runtime=args.runtime)
+def _classify_or_evaluate(manifest, args, folder) -> dict:
+    model = open_model(manifest, folder, threads=args.threads, runtime=args.runtime)
     if not args.images:
-        return evaluate(model, manifest)
+        return evaluate(model, manifest, folder)
     result = {"runtime": model.runtime, "runtime_version": model.version, "predictions": []}
     for path in args.images:
         logits = predict(model, load_image(path, manifest)[None], manifest)[0]

@@ -53,9 +53,12 @@ def parse_device(spec: str, where: str = "--device") -> Device:
                       "or adb[:serial]")
 
 
-def runner_args(runtime, threads, batch, warmup, iters, min_seconds, trials) -> list:
+def runner_args(runtime, threads, batch, warmup, iters, min_seconds, trials, peak=True,
+                score=True) -> list:
     args = ["--bench", "--batch", str(batch), "--warmup", str(warmup), "--iters", str(iters),
-            "--min-seconds", str(min_seconds), "--trials", str(trials), "--peak"]
+            "--min-seconds", str(min_seconds), "--trials", str(trials)]
+    args += ["--peak"] if peak else []
+    args += [] if score else ["--no-score"]
     if runtime:
         args += ["--runtime", runtime]
     if threads:
@@ -68,9 +71,14 @@ def thread_env(threads) -> dict:
                                       "MKL_NUM_THREADS")} if threads else {}
 
 
+RUNNER = Path(__file__).resolve().with_name("bundle_runner.py")
+
+
 def run_local(folder: Path, args: list, timeout: float, python: str | None = None) -> dict:
-    """The bundle's own run.py in a fresh process (its own memory, threads and pinning)."""
-    cmd = [python or sys.executable, "run.py", *args]
+    """This edgetl's bundle runner (the code every bundle carries as run.py, so bundles made by
+    an older edgetl are measured the same way) in a fresh process: its own memory, threads
+    and CPU pinning."""
+    cmd = [python or sys.executable, str(RUNNER), "--bundle", str(folder), *args]
     threads = args[args.index("--threads") + 1] if "--threads" in args else None
     env = {**os.environ, **thread_env(threads)}
     try:
@@ -118,13 +126,15 @@ def _ssh_error(device, proc) -> RunError:
 
 
 def _tar(folder: Path) -> bytes:
+    """The bundle's files, its run.py replaced by this edgetl's runner (the same code)."""
     import io
     import tarfile
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for f in sorted(folder.iterdir()):
-            if f.is_file():
+            if f.is_file() and f.name != "run.py":
                 tar.add(f, arcname=f.name)
+        tar.add(RUNNER, arcname="run.py")
     return buf.getvalue()
 
 
