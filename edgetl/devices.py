@@ -78,7 +78,7 @@ def run_local(folder: Path, args: list, timeout: float, python: str | None = Non
     """This edgetl's bundle runner (the code every bundle carries as run.py, so bundles made by
     an older edgetl are measured the same way) in a fresh process: its own memory, threads
     and CPU pinning."""
-    cmd = [python or sys.executable, str(RUNNER), "--bundle", str(folder), *args]
+    cmd = [python or sys.executable, str(RUNNER), "--bundle", str(Path(folder).resolve()), *args]
     threads = args[args.index("--threads") + 1] if "--threads" in args else None
     env = {**os.environ, **thread_env(threads)}
     try:
