@@ -80,6 +80,8 @@ def _add_bench_options(p):
     p.add_argument("--python", help="Python that runs the bundle runner (default: this one "
                    "locally, python3 on an SSH device)")
     p.add_argument("--ssh-config", help="ssh config file (identity, port, known_hosts)")
+    p.add_argument("--adb-binary", help="benchmark_model's path on an adb device (default: "
+                   "/data/local/tmp/benchmark_model)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per build")
     p.add_argument("--out", help="default: RUN/bench")
 
