@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle_runner, report
-from .bundle_runner import RUNTIMES
-from .devices import parse_device, run_adb, run_local, run_ssh, runner_args
+from .bundle_runner import RUNTIMES, TFLITE_RUNTIMES
 from .config import parse_names
-from .errors import ConfigError, EdgetlError, RunError
+from .devices import parse_device, run_adb, run_local, run_ssh, runner_args
+from .errors import ConfigError, EdgetlError, RunError, RuntimeUnavailable
 from .progress import bar as progress
 from .targets import load_target
 
@@ -37,9 +37,8 @@ def find_bundles(path: Path) -> list:
 def installed(runtime: str) -> bool:
     if runtime == "torch":
         return True
-    if runtime in ("litert", "tflite-runtime"):
-        return importlib.util.find_spec(runtime.replace("-", "_").replace(
-            "litert", "ai_edge_litert")) is not None
+    if runtime in TFLITE_RUNTIMES:
+        return importlib.util.find_spec(TFLITE_RUNTIMES[runtime][0]) is not None
     if runtime.startswith("onnxruntime"):
         if importlib.util.find_spec("onnxruntime") is None:
             return False
@@ -61,16 +60,14 @@ def plan_rows(bundles, runtimes, target, device) -> list:
                                f"{target.precisions}'")
             rows.append((*by_name[b.build], b.runtime))
         return rows
-    wanted = runtimes
     rows = []
     for name, folder, m in bundles:
-        for rt in RUNTIMES[m["format"]]:
-            if wanted is not None and rt in wanted:
-                rows.append((name, folder, m, rt))
-            elif wanted is None and device.kind == "local" and installed(rt):
-                rows.append((name, folder, m, rt))
-        if wanted is None and device.kind != "local" and m["format"] != "tensorrt":
-            rows.append((name, folder, m, None))           # whatever the device has
+        if runtimes is None and device.kind != "local":
+            if m["format"] != "tensorrt":
+                rows.append((name, folder, m, None))       # whatever the device has
+            continue
+        rows += [(name, folder, m, rt) for rt in RUNTIMES[m["format"]]
+                 if (rt in runtimes if runtimes is not None else installed(rt))]
     return rows
 
 
@@ -98,7 +95,7 @@ def bench(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100, min_
     python = python or (target and device.kind == "ssh" and target.python)
     trial_rows = [[] for _ in todo]
     errors = [None] * len(todo)
-    device_machine = None
+    device_machine, baseline = None, None
     bar = progress(total=trials * len(todo), desc="bench", unit="run")
     for t in range(trials):                   # trials interleaved across builds: a slow spell
         for i, (name, folder, manifest, runtime) in enumerate(todo):   # hits every build alike
@@ -107,12 +104,12 @@ def bench(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100, min_
                 continue
             try:
                 if runtime == "torch":
-                    row = _torch_row(path, bundles, threads, batch, warmup, iters, min_seconds,
-                                     score=t == 0)
+                    baseline = baseline or TorchBaseline(path, bundles, threads, batch)
+                    row = baseline.measure(warmup, iters, min_seconds, score=t == 0)
                 else:
-                    args = runner_args(None, threads, batch, warmup, iters, min_seconds, 1,
+                    args = runner_args(runtime, threads, batch, warmup, iters, min_seconds, 1,
                                        peak=device_machine is None, score=t == 0)
-                    row = _measure(device, folder, manifest, runtime, args, threads, warmup,
+                    row = _measure(device, folder, manifest, args, threads, warmup,
                                    iters, timeout, python, ssh_config, adb_binary)
                     measured = row.pop("machine", None)
                     device_machine = device_machine or measured
@@ -141,7 +138,7 @@ def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
     over the trials (each statistic the median of the per-trial ones)."""
     row = {"build": name, "runtime": runtime}
     if error is not None and not trials:
-        row.update(status="skipped" if "runtime missing" in str(error) else "failed",
+        row.update(status="skipped" if isinstance(error, RuntimeUnavailable) else "failed",
                    error=str(error), format=manifest and manifest["format"],
                    precision=manifest and manifest["precision"])
     else:
@@ -175,32 +172,27 @@ def _runtimes(value):
     return None if value is None else parse_names(value, KNOWN_RUNTIMES, "runtime")
 
 
-def _measure(device, folder, manifest, runtime, args, threads, warmup, iters, timeout, python,
+def _measure(device, folder, manifest, args, threads, warmup, iters, timeout, python,
              ssh_config, adb_binary) -> dict:
-    _check_hashes(folder, manifest)
-    args = args + (["--runtime", runtime] if runtime else [])
+    """One trial of one build. The runner checks the bundle's sha256 itself (on the device,
+    after the copy); adb runs no runner, so the check happens here."""
     if device.kind == "local":
-        return run_local(folder, args, timeout, python)
+        return run_local(folder, args, timeout, python, threads)
     if device.kind == "ssh":
-        return run_ssh(device, folder, args, timeout, python or "python3", ssh_config)
+        return run_ssh(device, folder, args, timeout, python or "python3", ssh_config, threads)
     if manifest["format"] != "tflite":
         raise RunError(f"{device}: adb runs .tflite builds only ({folder.name} is "
                        f"{manifest['format']})")
+    bad = bundle_runner.mismatched_files(manifest, folder)
+    if bad:
+        raise RunError(f"{', '.join(bad)}: missing or its sha256 no longer matches the bundle "
+                       "manifest; re-run 'edgetl export' or copy the bundle again")
     row = run_adb(device, folder / manifest["model_file"], threads, warmup, iters, timeout,
                   **({"binary": adb_binary} if adb_binary else {}))
     return {**row, "format": "tflite", "precision": manifest["precision"],
             "top1": manifest.get("eval_top1"), "n": manifest.get("eval_n"),
             "accuracy_note": "benchmark_model times only; top-1 is the bundle's export-time "
                              "eval_top1 (LiteRT on the workstation)"}
-
-
-def _check_hashes(folder: Path, manifest: dict) -> None:
-    import hashlib
-    for name, expected in manifest.get("sha256", {}).items():
-        file = folder / name
-        if not file.is_file() or hashlib.sha256(file.read_bytes()).hexdigest() != expected:
-            raise RunError(f"{file}: missing or its sha256 no longer matches the bundle "
-                           "manifest; re-run 'edgetl export' or copy the bundle again")
 
 
 def _torch_row_wanted(path, runtimes, target, device) -> bool:
@@ -210,37 +202,50 @@ def _torch_row_wanted(path, runtimes, target, device) -> bool:
     return runtimes is None or "torch" in runtimes
 
 
-def _torch_row(path, bundles, threads, batch, warmup, iters, min_seconds, score=True) -> dict:
-    """PyTorch eager fp32 baseline, timed the same way, on the same real images."""
-    import torch
+class TorchBaseline:
+    """PyTorch eager fp32, loaded once and timed like the builds, on the same real images."""
 
-    from .checkpoint import load_checkpoint
-    torch.set_num_threads(threads or torch.get_num_threads())
-    model, spec, _ = load_checkpoint(path / "train" / "model.safetensors")
-    model.eval()
-    folder, manifest = next((f, m) for _, f, m in bundles if m["precision"] == "fp32"
-                            and m["input"]["layout"] == "NCHW" and m["format"] != "tensorrt")
-    data = np.load(folder / "eval.npz")
-    to_x = lambda imgs: torch.from_numpy(bundle_runner.to_input(imgs, manifest))
-    x = to_x(np.resize(data["images"], (batch,) + data["images"].shape[1:]))
-    with torch.inference_mode():
-        t0 = time.perf_counter()
-        model(x)
-        first = (time.perf_counter() - t0) * 1000
-        latency = bundle_runner.time_runs(lambda: model(x), warmup, iters, min_seconds, 1)
-        preds = np.concatenate([model(to_x(data["images"][i:i + 64])).argmax(-1).numpy()
-                                for i in range(0, len(data["images"]), 64)]) if score else None
-    import resource
-    return {"format": "pytorch", "precision": "fp32", "runtime": "torch",
-            "runtime_version": torch.__version__, "provider": "eager CPU", "threads": threads,
-            "batch": batch, "top1": None if preds is None else
-            float((preds == data["labels"]).mean()), "n": len(data["labels"]),
-            "top1_agreement": float((preds == data["reference"]).mean())
-            if preds is not None and "reference" in data.files else None, "load_ms": None,
-            "first_inference_ms": first, "latency_ms": latency,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "size_bytes": os.path.getsize(path / "train" / "model.safetensors"),
-            "macs": manifest.get("macs"), "variant": ""}
+    def __init__(self, path, bundles, threads, batch):
+        import torch
+
+        from .checkpoint import load_checkpoint
+        torch.set_num_threads(threads or torch.get_num_threads())
+        self.torch, self.threads, self.batch = torch, threads, batch
+        self.checkpoint = path / "train" / "model.safetensors"
+        self.model = load_checkpoint(self.checkpoint)[0].eval()
+        folder, self.manifest = next((f, m) for _, f, m in bundles if m["precision"] == "fp32"
+                                     and m["input"]["layout"] == "NCHW"
+                                     and m["format"] != "tensorrt")
+        self.data = dict(np.load(folder / "eval.npz"))
+        images = self.data["images"]
+        self.x = self._input(np.resize(images, (batch,) + images.shape[1:]))
+
+    def _input(self, images):
+        return self.torch.from_numpy(bundle_runner.to_input(images, self.manifest))
+
+    def measure(self, warmup, iters, min_seconds, score=True) -> dict:
+        import resource
+        images, labels = self.data["images"], self.data["labels"]
+        with self.torch.inference_mode():
+            t0 = time.perf_counter()
+            self.model(self.x)
+            first = (time.perf_counter() - t0) * 1000
+            latency = bundle_runner.time_runs(lambda: self.model(self.x), warmup, iters,
+                                              min_seconds, 1)
+            preds = np.concatenate([self.model(self._input(images[i:i + 64])).argmax(-1)
+                                    .numpy() for i in range(0, len(images), 64)]) \
+                if score else None
+        reference = self.data.get("reference")
+        return {"format": "pytorch", "precision": "fp32", "runtime": "torch",
+                "runtime_version": self.torch.__version__, "provider": "eager CPU",
+                "threads": self.threads, "batch": self.batch,
+                "top1": None if preds is None else float((preds == labels).mean()),
+                "n": len(labels), "top1_agreement": None if preds is None or reference is None
+                else float((preds == reference).mean()), "load_ms": None,
+                "first_inference_ms": first, "latency_ms": latency,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "size_bytes": os.path.getsize(self.checkpoint),
+                "macs": self.manifest.get("macs"), "variant": ""}
 
 
 def _machine(device, measured) -> dict:
@@ -248,7 +253,7 @@ def _machine(device, measured) -> dict:
             "processor": _cpu_name(), "cpu_count": os.cpu_count(),
             "python": platform.python_version()}
     if device.kind == "local":
-        return {**here, **(measured or {}), "device": "local", "processor": _cpu_name()}
+        return {**here, **(measured or {}), "device": "local"}
     return {"device": str(device), **(measured or {}), "host": here}
 
 

@@ -35,6 +35,9 @@ RUNTIMES = {"tflite": tuple(TFLITE_RUNTIMES), "onnx": tuple(ONNX_PROVIDERS),
             "tensorrt": ("tensorrt",)}
 
 
+EXIT_RUNTIME_MISSING = 3             # exit status telling a caller "install the runtime"
+
+
 class RuntimeMissing(Exception):
     """The runtime a build needs is not installed here."""
 
@@ -151,14 +154,26 @@ def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1)
     raise SystemExit(f"format {manifest['format']} has no standalone runner: see README.md")
 
 
-def verify(manifest: dict, folder=HERE) -> None:
-    """Every file the manifest lists must still match its sha256."""
+def mismatched_files(manifest: dict, folder=HERE) -> list:
+    """Paths of the files the manifest lists that are missing or no longer match its sha256."""
     import hashlib
+    bad = []
     for name, expected in manifest.get("sha256", {}).items():
-        with open(os.path.join(folder, name), "rb") as f:
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            bad.append(path)
+            continue
+        with open(path, "rb") as f:
             if hashlib.sha256(f.read()).hexdigest() != expected:
-                raise SystemExit(f"{os.path.join(folder, name)}: sha256 does not match the "
-                                 "bundle manifest; copy the bundle again from RUN/export/")
+                bad.append(path)
+    return bad
+
+
+def verify(manifest: dict, folder=HERE) -> None:
+    bad = mismatched_files(manifest, folder)
+    if bad:
+        raise SystemExit(f"{', '.join(bad)}: missing or sha256 does not match the bundle "
+                         "manifest; copy the bundle again from RUN/export/")
 
 
 def to_input(images_uint8: np.ndarray, manifest: dict) -> np.ndarray:
@@ -353,7 +368,8 @@ def main(argv=None) -> int:
         else:
             result = _classify_or_evaluate(manifest, args, args.bundle)
     except RuntimeMissing as e:
-        raise SystemExit(f"runtime missing: {e}")
+        print(f"runtime missing: {e}", file=sys.stderr)
+        return EXIT_RUNTIME_MISSING
     text = json.dumps(result)
     print(text)
     if args.json:

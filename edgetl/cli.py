@@ -5,6 +5,7 @@ from dataclasses import fields
 
 from .config import TrainConfig
 from .errors import EdgetlError
+from .progress import render as _render
 
 
 def _add_train_options(p):
@@ -84,15 +85,6 @@ def _add_bench_options(p):
                    "/data/local/tmp/benchmark_model)")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds per build")
     p.add_argument("--out", help="default: RUN/bench")
-
-
-def _render(table) -> str:
-    import io
-
-    from rich.console import Console
-    console = Console(file=io.StringIO(), width=120, color_system=None)
-    console.print(table)
-    return console.file.getvalue()
 
 
 def _train_summary(m: dict) -> str:

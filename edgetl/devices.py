@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ConfigError, RunError
+from .bundle_runner import EXIT_RUNTIME_MISSING
+from .errors import ConfigError, RunError, RuntimeUnavailable
 
 SSH_ERRORS = [  # (stderr fragment, what it means and what to do)
     ("Host key verification failed", "unknown or changed host key: connect once with "
@@ -74,12 +75,12 @@ def thread_env(threads) -> dict:
 RUNNER = Path(__file__).resolve().with_name("bundle_runner.py")
 
 
-def run_local(folder: Path, args: list, timeout: float, python: str | None = None) -> dict:
+def run_local(folder: Path, args: list, timeout: float, python: str | None = None,
+              threads=None) -> dict:
     """This edgetl's bundle runner (the code every bundle carries as run.py, so bundles made by
     an older edgetl are measured the same way) in a fresh process: its own memory, threads
     and CPU pinning."""
     cmd = [python or sys.executable, str(RUNNER), "--bundle", str(Path(folder).resolve()), *args]
-    threads = args[args.index("--threads") + 1] if "--threads" in args else None
     env = {**os.environ, **thread_env(threads)}
     try:
         proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=timeout,
@@ -94,6 +95,8 @@ def run_local(folder: Path, args: list, timeout: float, python: str | None = Non
 
 def _result(proc, where: str) -> dict:
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == EXIT_RUNTIME_MISSING:
+        raise RuntimeUnavailable(f"{where}: {proc.stderr.strip().splitlines()[-1]}")
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         if "No module named" in tail:
@@ -139,11 +142,10 @@ def _tar(folder: Path) -> bytes:
 
 
 def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="python3",
-            ssh_config=None) -> dict:
+            ssh_config=None, threads=None) -> dict:
     """Stream the bundle (tar over the SSH connection: no scp/sftp needed) into a temporary
     folder on the device, run its run.py there with the device's own Python and runtime,
     print the JSON back, remove the folder; one connection."""
-    threads = args[args.index("--threads") + 1] if "--threads" in args else None
     env = " ".join(f"{k}={v}" for k, v in thread_env(threads).items())
     py = shlex.quote(python)
     script = (f"command -v {py} >/dev/null || exit 127; d=$(mktemp -d) || exit 1; "

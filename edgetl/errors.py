@@ -19,3 +19,16 @@ class ConfigError(EdgetlError):
 
 class RunError(EdgetlError):
     """The run folder is missing a stage's outputs or would be overwritten."""
+
+
+class ParityError(RunError):
+    """Builds were written, but some fell below their parity threshold; carries the export
+    manifest that records them."""
+
+    def __init__(self, message: str, manifest: dict):
+        super().__init__(message)
+        self.manifest = manifest
+
+
+class RuntimeUnavailable(RunError):
+    """The runtime a build needs is not installed where it would run."""

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from .checkpoint import sha256
-from .errors import RunError
+from .errors import ParityError, RunError
 from .targets import load_target
 
 
@@ -35,11 +35,8 @@ def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", 
     else:
         try:
             result["export"] = export(out, overwrite=True, **export_opts)
-        except RunError as e:
-            if not (out / "export" / "manifest.json").is_file():
-                raise
-            result["export"] = json.loads((out / "export" / "manifest.json").read_text())
-            result["export_error"] = str(e)
+        except ParityError as e:             # builds written: measure them, report the gap
+            result["export"], result["export_error"] = e.manifest, str(e)
     result["bench"] = bench(out, target=profile.path, device=device, **(bench_options or {}))
     if "export_error" in result:
         result["bench"]["export_error"] = result["export_error"]

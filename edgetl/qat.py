@@ -18,7 +18,7 @@ def _loader(samples, transform, spec, batch_size, shuffle, workers, seed=0):
 
 
 def qat(model, spec, cfg, samples, calib, epochs: float, weight_range: str = "reduced",
-        lr: float = 2e-4, batch_size: int = 32, workers: int = 2, log=None, prepared_hook=None):
+        lr: float = 2e-4, batch_size: int = 32, workers: int = 2, log=None):
     """Fake-quantized fine-tuning from the fine-tuned checkpoint (batch norm folded):
 
     1. scales: running min/max of every activation over `calib` (clean, centre-cropped
@@ -36,8 +36,6 @@ def qat(model, spec, cfg, samples, calib, epochs: float, weight_range: str = "re
             prepared(x)
     quantize.set_fake_quant(prepared, enabled=True)
     quantize.freeze_activation_scales(prepared)
-    if prepared_hook:
-        prepared_hook(prepared)
     steps = max(1, math.ceil(epochs * len(samples) / batch_size)) if epochs > 0 else 0
     opt = torch.optim.SGD(prepared.parameters(), lr=lr, momentum=0.9)
     done = 0

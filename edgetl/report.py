@@ -62,19 +62,16 @@ def cells(row: dict) -> list:
 
 
 def table(result: dict) -> str:
-    import io
-
-    from rich.console import Console
     from rich.table import Table
+
+    from .progress import render
     m = result["machine"]
     t = Table(title=f"{result['source']} on {m.get('device')}: {m.get('processor', '')}")
     for col in COLUMNS:
         t.add_column(col)
     for row in result["results"]:
         t.add_row(*cells(row))
-    console = Console(file=io.StringIO(), width=200, color_system=None)
-    console.print(t)
-    text = console.file.getvalue() + _peak_line(m)
+    text = render(t, width=200) + _peak_line(m)
     if "verdict" in result:
         text += "\n" + verdict_text(result)
     return text

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .bundle_runner import RUNTIMES
+from .devices import parse_device
 from .errors import ConfigError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "targets"      # source checkout / editable
@@ -62,11 +63,10 @@ def resolve(name_or_path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    for folder in (SHIPPED, PACKAGED):
-        if (folder / f"{path.stem}.toml").is_file() and path.parent == Path("."):
-            return folder / f"{path.stem}.toml"
-        if (folder / path.name).is_file() and path.suffix == ".toml":
-            return folder / path.name
+    if path.parent == Path(".") or path.suffix == ".toml":     # a name, or a shipped file's
+        for folder in (SHIPPED, PACKAGED):
+            if (folder / f"{path.stem}.toml").is_file():
+                return folder / f"{path.stem}.toml"
     raise ConfigError(f"unknown target '{name_or_path}': give a profile file or one of "
                       f"{', '.join(available())}")
 
@@ -90,7 +90,6 @@ def load_target(name_or_path) -> Target:
         if getattr(target, key) < 1:
             raise ConfigError(f"{path}: '{key}' must be a positive integer")
     target.builds = [_build(b, raw, path, i) for i, b in enumerate(raw["builds"])]
-    from .devices import parse_device
     parse_device(target.device, where=f"{path}: 'device'")
     return target
 

@@ -14,7 +14,7 @@ from .. import __version__, bundle_runner, calibration, qat
 from ..checkpoint import load_checkpoint, sha256, write_json
 from ..config import load_config, parse_names
 from ..data import load_split
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, ParityError, RunError
 from ..quantize import OBSERVERS, WEIGHT_RANGES, quant_params
 from ..rundir import stage_logger
 from . import onnx as onnx_export
@@ -56,7 +56,7 @@ def export(run, formats="onnx,tflite,tensorrt", precisions="fp32,fp16,int8", qua
            qat_epochs=0.3, calib_size=None, observer="minmax", weight_range="reduced",
            bundle_size=100, overwrite=False) -> dict:
     """Write RUN/export/ (built in a temporary folder, then moved into place); returns its
-    manifest. Raises RunError listing the builds whose parity fell below the threshold."""
+    manifest. Raises ParityError listing the builds whose parity fell below the threshold."""
     start = time.time()
     run = Path(run)
     builds = plan(formats, precisions)
@@ -85,9 +85,9 @@ def export(run, formats="onnx,tflite,tensorrt", precisions="fp32,fp16,int8", qua
         shutil.rmtree(work, ignore_errors=True)
     failed = [a for a in manifest["artifacts"] if a["parity"].get("passed") is False]
     if failed:
-        raise RunError("parity below threshold (written to the manifest): " + "; ".join(
+        raise ParityError("parity below threshold (written to the manifest): " + "; ".join(
             f"{a['name']}: agreement {a['parity']['top1_agreement']:.4f} < "
-            f"{a['parity']['threshold']}" for a in failed))
+            f"{a['parity']['threshold']}" for a in failed), manifest)
     return manifest
 
 
