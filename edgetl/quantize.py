@@ -12,6 +12,12 @@ int8 symmetric per-channel, so TFLite and TensorRT take the very same scales.
 QAT (`prepare_qat`) and PTQ calibration (`prepare_ptq`) both fold batch norm, then annotate
 through litert-torch's PT2E quantizer (TFLite-friendly fusions) with this scheme, plus shared
 scales through padding, so the converted graph stays fully integer. `convert` freezes them.
+
+Clipped activations (ReLU6 = hardtanh(0, 6)) share their producer's scale. litert-torch sizes
+that scale from the producer's raw output (a convolution's pre-activation range, e.g. +-84), which
+left EfficientNet-Lite's ReLU6 outputs about 9 int8 levels. Here the producer's observer sees its
+output clipped to the activation's range instead: the same scale for both tensors, sized for the
+values that survive the clip (about 6/127), and exact, since the clip happens anyway.
 """
 import copy
 
@@ -33,14 +39,25 @@ SHARED_SCALE_OPS = {"constant_pad_nd.default", "pad.default", "clone.default",
                     "dropout.default", "contiguous.default"}
 
 
-def _act_spec(qat: bool, observer: str):
+def clipped(observer_cls, lo: float, hi: float):
+    """`observer_cls` that records x.clamp(lo, hi): the range a following clip lets through."""
+    class Clipped(observer_cls):
+        def forward(self, x):
+            super().forward(x.detach().clamp(lo, hi))
+            return x
+    Clipped.__name__ = f"Clipped{observer_cls.__name__}"
+    return Clipped
+
+
+def _act_spec(qat: bool, observer: str, clip: tuple = None):
     from torchao.quantization.pt2e import FakeQuantize, HistogramObserver, MinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
+    cls = HistogramObserver if observer == "histogram" and not qat else MinMaxObserver
+    cls = clipped(cls, *clip) if clip else cls
     if qat:          # trainable fake quantization; scale from a running min/max (calibrated)
-        ctr = FakeQuantize.with_args(observer=MinMaxObserver, eps=2 ** -12)
+        ctr = FakeQuantize.with_args(observer=cls, eps=2 ** -12)
     else:
-        ctr = (HistogramObserver if observer == "histogram" else MinMaxObserver).with_args(
-            eps=2 ** -12)
+        ctr = cls.with_args(eps=2 ** -12)
     return QuantizationSpec(dtype=torch.int8, quant_min=-128, quant_max=127,
                             qscheme=torch.per_tensor_symmetric, observer_or_fake_quant_ctr=ctr)
 
@@ -65,6 +82,7 @@ def make_quantizer(qat: bool, observer: str = "minmax", weight_range: str = "red
             model = super().annotate(model)
             annotate_adds(model, self.global_config)
             share_scales_through(model, SHARED_SCALE_OPS)
+            size_scales_for_clips(model, lambda clip: _act_spec(qat, observer, clip))
             return model
 
     act = _act_spec(qat, observer)
@@ -90,6 +108,23 @@ def annotate_adds(model: torch.fx.GraphModule, config) -> None:
         node.meta["quantization_annotation"] = QuantizationAnnotation(
             input_qspec_map={a: config.input_activation for a in inputs},
             output_qspec=config.output_activation, _annotated=True)
+
+
+def size_scales_for_clips(model: torch.fx.GraphModule, act_spec) -> None:
+    """A hardtanh (ReLU6) shares its producer's scale: observe the producer's output clipped to
+    the hardtanh's range, so that scale fits the activation (see the module docstring)."""
+    from torchao.quantization.pt2e.quantizer import QuantizationSpec
+    for node in model.graph.nodes:
+        if node.op != "call_function" or not _op_name(node.target).startswith("hardtanh"):
+            continue
+        prev = node.args[0]
+        annotation = prev.meta.get("quantization_annotation") if isinstance(prev, Node) else None
+        if annotation is None or not isinstance(annotation.output_qspec, QuantizationSpec) \
+                or len(prev.users) != 1:
+            continue
+        lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
+        hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
+        annotation.output_qspec = act_spec((float(lo), float(hi)))
 
 
 def share_scales_through(model: torch.fx.GraphModule, op_names: set) -> None:
