@@ -20,6 +20,7 @@ output clipped to the activation's range instead: the same scale for both tensor
 values that survive the clip (about 6/127), and exact, since the clip happens anyway.
 """
 import copy
+import functools
 
 import torch
 from torch.fx import Node
@@ -39,8 +40,10 @@ SHARED_SCALE_OPS = {"constant_pad_nd.default", "pad.default", "clone.default",
                     "dropout.default", "contiguous.default"}
 
 
+@functools.cache
 def clipped(observer_cls, lo: float, hi: float):
-    """`observer_cls` that records x.clamp(lo, hi): the range a following clip lets through."""
+    """`observer_cls` that records x.clamp(lo, hi): the range a following clip lets through.
+    One class per (observer, range), however many ReLU6 layers use it."""
     class Clipped(observer_cls):
         def forward(self, x):
             super().forward(x.detach().clamp(lo, hi))

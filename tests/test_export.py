@@ -14,7 +14,6 @@ from edgetl import bundle_runner, calibration, tflite_graph
 from edgetl.exporters import onnx as onnx_export
 
 
-
 def _artifact(manifest, name):
     return next(a for a in manifest["artifacts"] if a["name"] == name)
 

@@ -20,13 +20,13 @@ def test_relu6_output_scale_fits_the_clip_not_the_pre_activation():
     assert model[:2](x).abs().max() > 30
     prepared = quantize.prepare_ptq(model, (x[:2],))
     prepared(x)
-    params = quantize.quant_params(quantize.convert(prepared), "reduced")
+    converted = quantize.convert(prepared)
+    params = quantize.quant_params(converted, "reduced")
     scales = [a["scale"] for a in params["activations"]]
     relu6_scale = 6.0 / 127
     # the conv output and the ReLU6 output share one scale: max(clip(x, 0, 6)) / 127.5
     assert sum(abs(s - relu6_scale) < 0.01 * relu6_scale for s in scales) >= 2, scales
     assert all(a["zero_point"] == 0 for a in params["activations"])
-    converted = quantize.convert(prepared)
     ref = model(x)
     assert (converted(x) - ref).abs().max() < 0.05 * ref.abs().max()
 
