@@ -110,6 +110,8 @@ def _build_inputs(model, unit, spec, splits, cfg, run_dir, rank, world, log) -> 
     base = dict(model=cfg.model, weights=cfg.weights if cfg.weights in ("imagenet", "none")
                 else sha256(cfg.weights), unit=unit, spec=spec.to_dict(), seed=cfg.seed)
     out, skipped = {"skipped": []}, []
+    n_images = (len(splits.train) * cfg.cache_views + len(splits.val) + len(splits.test)) / world
+    frozen = features.FrozenPart(model, unit, spec.img_size, n_images)
     for name in ("train", "val", "test"):
         samples = getattr(splits, name)
         idx = torch.arange(rank, len(samples), world)
@@ -120,12 +122,12 @@ def _build_inputs(model, unit, spec, splits, cfg, run_dir, rank, world, log) -> 
         key = features.cache_key(**base, split=name, samples=mine, views=len(views),
                                  aug=[cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotation])
         suffix = f".rank{rank}of{world}" if world > 1 else ""
-        t0 = time.time()
+        t0, ran = time.time(), frozen.images
         feats, ok = features.cached(
-            run_dir / "cache" / f"{name}{suffix}.safetensors", key, model=model, unit=unit,
-            samples=mine, transforms=views, draft_size=spec.resize_size,
-            batch_size=cfg.batch_size, workers=workers, desc=f"cache {name}",
-            skip_bad=cfg.skip_bad_images, disable=not distributed.is_main()) \
+            run_dir / "cache" / f"{name}{suffix}.safetensors", key, run=frozen, samples=mine,
+            transforms=views, draft_size=spec.resize_size, batch_size=cfg.batch_size,
+            workers=workers, desc=f"cache {name}", skip_bad=cfg.skip_bad_images,
+            disable=not distributed.is_main()) \
             if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
         labels = torch.tensor([y for _, y in mine], dtype=torch.long)
         skipped += [{"path": mine[i][0], "split": name, "reason": "failed to decode"}
@@ -134,8 +136,9 @@ def _build_inputs(model, unit, spec, splits, cfg, run_dir, rank, world, log) -> 
             feats, ok = (distributed.gather_rows(t, idx, len(samples)) for t in (feats, ok))
             labels = torch.tensor([y for _, y in samples], dtype=torch.long)
         out[name] = (feats[ok], labels[ok])
-        log.info("cached %s: %d images x %d view(s) %s in %.0f s", name, int(ok.sum()),
-                 len(views), tuple(feats.shape[2:]), time.time() - t0)
+        log.info("cached %s: %d images x %d view(s) %s in %.0f s (%s)", name, int(ok.sum()),
+                 len(views), tuple(feats.shape[2:]), time.time() - t0,
+                 frozen.engine if frozen.images > ran else "cache hit")
     out["skipped"] = skipped
     return out
 

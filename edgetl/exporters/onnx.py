@@ -27,16 +27,21 @@ def build(model, precision: str, img_size: int, layout: str = "NCHW",
     example = torch.zeros(2, 3, img_size, img_size)
     if precision == "fp16":
         model, example = copy.deepcopy(model).half(), example.half()
+    proto = to_proto(model, example, "logits")
+    onnx.helper.set_model_props(proto, {"edgetl": json.dumps(metadata or {})})
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def to_proto(model, example: torch.Tensor, output_name: str) -> onnx.ModelProto:
+    """`model` on inputs shaped like `example` (any batch size) as an ONNX graph, input "input"."""
     batch = torch.export.Dim("batch", min=1, max=1024)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET,
                                     dynamic_shapes=({0: batch},), input_names=["input"],
-                                    output_names=["logits"], verbose=False)
-    proto = program.model_proto
-    onnx.helper.set_model_props(proto, {"edgetl": json.dumps(metadata or {})})
-    onnx.checker.check_model(proto)
-    return proto.SerializeToString()
+                                    output_names=[output_name], verbose=False)
+    return program.model_proto
 
 
 def read_metadata(data: bytes) -> dict:

@@ -1,0 +1,34 @@
+"""The frozen part runs once per image: in onnxruntime for big jobs, eagerly for small ones."""
+import pytest
+import torch
+
+from edgetl import features
+from edgetl.data import discover, eval_transform
+from edgetl.models import create_model
+
+
+@pytest.mark.parametrize("cut", ["mid-trunk", "pooled"])
+def test_onnxruntime_and_torch_compute_the_same_cached_features(image_folder, cut):
+    splits = discover(image_folder, 0)
+    model, spec = create_model("efficientnet_lite0", 2)
+    spec = spec.with_size(64)
+    unit = len(model.features) - (3 if cut == "mid-trunk" else 0)
+    out = {}
+    for engine in ("torch", "onnxruntime"):
+        run = features.FrozenPart(model, unit, spec.img_size, len(splits.val), engine)
+        out[engine], ok = features.compute(run, splits.val, [eval_transform(spec)] * 2,
+                                           spec.resize_size, 5, 0, "test", disable=True)
+        assert ok.all()
+    assert out["torch"].shape == out["onnxruntime"].shape
+    assert out["torch"].shape[:2] == (len(splits.val), 2)
+    assert out["torch"].ndim == (5 if cut == "mid-trunk" else 3)
+    torch.testing.assert_close(out["onnxruntime"].float(), out["torch"].float(),
+                               atol=0.02, rtol=0.01)
+    assert out["torch"].float().abs().amax() > 1.0   # real activations, not zeros
+
+
+def test_engine_is_picked_by_the_amount_of_work():
+    model, _ = create_model("mobilenet_v3_small", 2, weights="none")
+    small = features.FrozenPart(model, 10, 64, n_images=2000)
+    big = features.FrozenPart(model, 10, 224, n_images=2000)
+    assert (small.engine, big.engine) == ("torch", "onnxruntime")
