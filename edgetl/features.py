@@ -33,11 +33,11 @@ class Prefix(torch.nn.Module):
     def __init__(self, model, unit):
         super().__init__()
         self.trunk = model.features[:unit]
-        self.pooled = unit >= len(model.features)
+        self.pool = model.pool if unit >= len(model.features) else None
 
     def forward(self, x):
         x = self.trunk(x)
-        return x.mean((2, 3)) if self.pooled else x
+        return self.pool(x).flatten(1) if self.pool is not None else x
 
 
 class FrozenPart:
@@ -55,11 +55,9 @@ class FrozenPart:
         self.engine = engine if engine != "auto" else \
             "onnxruntime" if work >= ONNX_MIN_WORK else "torch"
         self._session = None
-        self.images = 0   # how many it has run, so callers can tell a cache hit
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        self.images += len(x)
         if self.engine == "torch":
             return self.prefix(x.contiguous(memory_format=torch.channels_last))
         if self._session is None:
@@ -120,14 +118,15 @@ def load(path, key):
 
 
 def cached(path, key, **compute_args) -> tuple:
+    """(features, ok, hit): read from `path` if it holds `key`, else computed and saved there."""
     hit = load(path, key)
     if hit is not None:
-        return hit
+        return (*hit, True)
     feats, ok = compute(**compute_args)
     if path is not None:
         os.makedirs(Path(path).parent, exist_ok=True)
         save(path, feats, ok, key)
-    return feats, ok
+    return feats, ok, False
 
 
 def augment(batch: torch.Tensor, hflip: bool, generator=None) -> torch.Tensor:

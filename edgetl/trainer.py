@@ -122,13 +122,13 @@ def _build_inputs(model, unit, spec, splits, cfg, run_dir, rank, world, log) -> 
         key = features.cache_key(**base, split=name, samples=mine, views=len(views),
                                  aug=[cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotation])
         suffix = f".rank{rank}of{world}" if world > 1 else ""
-        t0, ran = time.time(), frozen.images
-        feats, ok = features.cached(
+        t0 = time.time()
+        feats, ok, hit = features.cached(
             run_dir / "cache" / f"{name}{suffix}.safetensors", key, run=frozen, samples=mine,
             transforms=views, draft_size=spec.resize_size, batch_size=cfg.batch_size,
             workers=workers, desc=f"cache {name}", skip_bad=cfg.skip_bad_images,
             disable=not distributed.is_main()) \
-            if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool))
+            if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool), False)
         labels = torch.tensor([y for _, y in mine], dtype=torch.long)
         skipped += [{"path": mine[i][0], "split": name, "reason": "failed to decode"}
                     for i in torch.nonzero(~ok).flatten().tolist()]
@@ -138,7 +138,7 @@ def _build_inputs(model, unit, spec, splits, cfg, run_dir, rank, world, log) -> 
         out[name] = (feats[ok], labels[ok])
         log.info("cached %s: %d images x %d view(s) %s in %.0f s (%s)", name, int(ok.sum()),
                  len(views), tuple(feats.shape[2:]), time.time() - t0,
-                 frozen.engine if frozen.images > ran else "cache hit")
+                 "cache hit" if hit else frozen.engine)
     out["skipped"] = skipped
     return out
 
