@@ -14,14 +14,15 @@ class TrainConfig:
     weights: str = "imagenet"          # imagenet | none | PATH to an edgetl checkpoint
     img_size: int = 0                  # 0: the model's own input size
     strategy: str = "fine-tune"
-    epochs: int = 30
+    epochs: int = 20
     warmup_epochs: int = 3             # head-only epochs before unfreezing (fine-tune)
-    unfreeze: int = 3                  # top feature units trained after warm-up
+    unfreeze: int = 5                  # top feature units trained after warm-up
     progressive_every: int = 3         # epochs between unfreezing one more unit (progressive)
     batch_size: int = 64
     lr: float = 3e-3                   # head learning rate
     backbone_lr_mult: float = 0.1      # unfrozen backbone units train at lr * this
     weight_decay: float = 1e-4
+    train_bn_stats: bool = False       # trained units update BatchNorm stats (scratch: always)
     dropout: float = 0.2
     label_smoothing: float = 0.1
     class_weights: str = "none"        # none | balanced

@@ -45,6 +45,11 @@ def param_groups(model, cfg) -> list:
             {"params": no_decay(backbone), "lr": cfg.lr * mult, "weight_decay": 0.0}]
 
 
+def updates_bn(cfg) -> bool:
+    """Pretrained BatchNorm statistics stay fixed unless asked (or there are none: scratch)."""
+    return cfg.train_bn_stats or cfg.weights == "none"
+
+
 def make_optimizer(model, cfg) -> torch.optim.Optimizer:
     groups = param_groups(model, cfg)
     for g in groups:
@@ -65,11 +70,16 @@ def set_lr(optimizer, factor: float) -> None:
         g["lr"] = g["base_lr"] * factor
 
 
-def set_trainable(model, unit: int) -> None:
-    """features[unit:] and the head train (train mode); everything before is frozen (eval)."""
+def set_trainable(model, unit: int, update_bn: bool = True) -> None:
+    """features[unit:] and the head train; everything before is frozen (eval). With
+    update_bn False, BatchNorm layers in the trained units keep their running statistics."""
     for i, layer in enumerate(model.features):
         layer.requires_grad_(i >= unit)
         layer.train(i >= unit)
+        if not update_bn:
+            for m in layer.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
     for m in (model.neck, model.dropout, model.classifier):
         m.requires_grad_(True)
         m.train(True)

@@ -163,7 +163,7 @@ def _fit(model, unit, inputs, splits, spec, cfg, run_dir, resume, world, log) ->
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         first = strategy.trainable_from(cfg, len(model.features), epoch)
-        strategy.set_trainable(model, first)
+        strategy.set_trainable(model, first, strategy.updates_bn(cfg))
         tail = loop.wrap(model, unit, world)
         loss_sum = correct = seen = 0
         bar = progress(source.train_batches(epoch), total=source.steps, disable=not main,

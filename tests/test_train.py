@@ -42,7 +42,9 @@ def test_other_strategies_train(image_folder, tmp_path, name):
     m = edgetl.train(image_folder, tmp_path / name, **{**FAST, "strategy": name, "epochs": 4,
                                                        "lr": 1e-2 if name == "full" else 3e-3})
     assert m["strategy"] == name and m["test"]["top1"] >= 0.75, m["history"]
-    assert m["cached_from_unit"] == {"feature-extract": 18, "progressive": 15, "full": 0}[name]
+    progressive = 18 - TrainConfig().unfreeze     # the lowest unit it ever unfreezes
+    assert m["cached_from_unit"] == {"feature-extract": 18, "progressive": progressive,
+                                     "full": 0}[name]
 
 
 def test_strategy_schedules():
@@ -52,6 +54,7 @@ def test_strategy_schedules():
     pg = TrainConfig(strategy="progressive", warmup_epochs=1, unfreeze=3, progressive_every=2)
     assert [strategy.trainable_from(pg, n, e) for e in range(8)] == [18, 17, 17, 16, 16, 15,
                                                                      15, 15]
+    assert not strategy.updates_bn(ft) and strategy.updates_bn(TrainConfig(weights="none"))
     assert strategy.lr_factor(0, 100, 10) == pytest.approx(0.1)
     assert strategy.lr_factor(100, 100, 10) == pytest.approx(0.0)
 
@@ -61,6 +64,21 @@ def test_regularisation_options_run(image_folder, tmp_path):
                                                         "class_weights": "balanced",
                                                         "label_smoothing": 0.0, "dropout": 0.5})
     assert m["epochs_run"] == 3
+
+
+@pytest.mark.parametrize("update", [False, True])
+def test_trained_units_keep_pretrained_batchnorm_stats_unless_asked(image_folder, tmp_path,
+                                                                    update):
+    m = edgetl.train(image_folder, tmp_path / "run", **{**FAST, "epochs": 1, "warmup_epochs": 0,
+                                                        "train_bn_stats": update})
+    trained = [f"features.{u}." for u in range(m["cached_from_unit"], 18)]
+    pretrained, _ = edgetl.models.create_model("efficientnet_lite0", 2, "imagenet")
+    before = pretrained.state_dict()
+    with safe_open(str(tmp_path / "run/train/model.safetensors"), "pt") as f:
+        stats = [k for k in f.keys() if k.startswith(tuple(trained)) and "running_" in k]
+        same = [torch.equal(f.get_tensor(k), before[k]) for k in stats]
+    assert stats and m["history"][0]["trainable_from_unit"] == m["cached_from_unit"] < 18
+    assert not any(same) if update else all(same)
 
 
 def test_early_stopping_keeps_the_best_epoch(image_folder, tmp_path):
