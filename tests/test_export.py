@@ -12,6 +12,7 @@ from onnx import numpy_helper
 import edgetl
 from edgetl import bundle_runner, calibration, tflite_graph
 from edgetl.exporters import onnx as onnx_export
+from edgetl.exporters import pipeline
 
 
 def _artifact(manifest, name):
@@ -44,6 +45,13 @@ def test_int8_builds_agree_with_the_quantized_reference(exported):
             assert a["parity"]["passed"], a
     assert manifest["quantization"]["method"] == "qat"
     assert not list(run.glob(".export.tmp*"))
+
+
+def test_int8_parity_leaves_out_only_near_ties_of_the_reference():
+    step = 0.025                                  # the int8 output scale
+    reference = np.array([[40, 38, 0], [40, 20, 0], [-3, 10, 5], [7, 7, 1]]) * step
+    assert pipeline.decided_samples(reference.astype(np.float32)).tolist() == \
+        [False, True, True, False]
 
 
 def test_int8_tflite_is_fully_integer_and_small(exported):
