@@ -80,12 +80,12 @@ class StreamSource:
                               shuffle=sampler is None)
         for x, y, _ in loader:
             keep = y >= 0
-            yield x[keep].contiguous(memory_format=torch.channels_last), y[keep]
+            yield _channels_last(x[keep]), y[keep]
 
     def eval_batches(self, split):
         for x, y, _ in self._loader(getattr(self.splits, split), eval_transform(self.spec)):
             keep = y >= 0
-            yield x[keep].contiguous(memory_format=torch.channels_last), y[keep]
+            yield _channels_last(x[keep]), y[keep]
 
 
 def _max_over_ranks(n, world):

@@ -76,10 +76,8 @@ def set_trainable(model, unit: int, update_bn: bool = True) -> None:
     for i, layer in enumerate(model.features):
         layer.requires_grad_(i >= unit)
         layer.train(i >= unit)
-        if not update_bn:
-            for m in layer.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+    if not update_bn:
+        model.features.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
     for m in (model.neck, model.dropout, model.classifier):
         m.requires_grad_(True)
         m.train(True)
