@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from common import save
-from edgetl.benchmark import bench
+from edgetl import bench
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--run", default="runs/bench-clothing-run")

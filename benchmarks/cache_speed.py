@@ -8,9 +8,10 @@ import time
 import torch
 
 from common import data_path, save
-from edgetl import features, strategy
-from edgetl.config import TrainConfig
-from edgetl.data import discover, train_transform
+from edgetl.training import features, strategy
+from edgetl.training.config import TrainConfig
+from edgetl.training.data import discover
+from edgetl.training.transforms import train_transform
 from edgetl.models import create_model
 
 ap = argparse.ArgumentParser()

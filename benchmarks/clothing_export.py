@@ -8,8 +8,8 @@ from pathlib import Path
 
 from common import save
 import edgetl
-from edgetl import tflite_graph
-from edgetl.exporters import onnx as onnx_export
+from edgetl.exporting import onnx as onnx_export
+from edgetl.exporting import tflite_graph
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--run", default="runs/bench-clothing", help="a run trained by clothing_finetune.py")

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from common import data_path, save, timed_cli
-from edgetl.config import TrainConfig
-from edgetl.data import ImageDataset, discover, eval_transform, train_transform
+from edgetl.training.config import TrainConfig
+from edgetl.training.data import ImageDataset, discover
+from edgetl.training.transforms import eval_transform, train_transform
 from edgetl.models import create_model
 
 ap = argparse.ArgumentParser()

@@ -1,38 +1,47 @@
-"""edgetl: a small labelled image set -> a fast, accurate model on an edge device."""
-from .checkpoint import load_checkpoint
-from .errors import ConfigError, DataError, EdgetlError, ModelError, RunError
-from .models import MODELS, ModelSpec, create_model
+"""edgetl: a small labelled image set -> a fast, accurate model on an edge device.
 
-__version__ = "0.1.0"
-__all__ = ["train", "export", "bench", "run", "demo", "load_checkpoint", "create_model", "ModelSpec", "MODELS",
-           "EdgetlError", "DataError", "ModelError", "ConfigError", "RunError"]
+    edgetl.train(data, out, **options)   fine-tune: writes RUN/train/, returns its metrics
+    edgetl.export(run, **options)        quantize once, every format: RUN/export/, its manifest
+    edgetl.bench(path, **options)        latency and accuracy per build: RUN/bench/, the report
+    edgetl.run(data, target, out, ...)   all three against a target profile
+    edgetl.demo(out)                     the main job on the embedded digits
+    edgetl.load_checkpoint(path)         (model, spec, extra) from a checkpoint alone
+"""
+from .core import VERSION as __version__
+from .core.errors import (ConfigError, DataError, DeviceError, EdgetlError, ModelError,
+                          ParityError, RunError, RuntimeUnavailable)
+from .models import MODELS, ModelSpec, create_model, load_checkpoint
+
+__all__ = ["train", "export", "bench", "run", "demo", "load_checkpoint", "create_model", "ModelSpec",
+           "MODELS", "EdgetlError", "DataError", "ModelError", "ConfigError", "RunError",
+           "ParityError", "RuntimeUnavailable", "DeviceError"]
 
 
 def train(data, out, **options) -> dict:
     """Fine-tune on an image folder; writes RUN/train/ and returns its metrics (see cli)."""
-    from .trainer import train as _train
+    from .training.trainer import train as _train
     return _train(data, out, **options)
 
 
 def export(run, **options) -> dict:
     """Quantize once and write every build of RUN to RUN/export/; returns its manifest."""
-    from .exporters import export as _export
+    from .exporting.exporter import export as _export
     return _export(run, **options)
 
 
 def bench(path, **options) -> dict:
     """Latency and accuracy of every build of RUN (or one bundle); writes RUN/bench/."""
-    from .benchmark import bench as _bench
-    return _bench(path, **options)
+    from .benchmarking.session import benchmark
+    return benchmark(path, **options)
 
 
 def run(data, target, out, **options) -> dict:
     """The main job: fine-tune -> QAT -> export -> bench against a target profile."""
-    from .main_job import run as _run
+    from .pipeline import run as _run
     return _run(data, target, out, **options)
 
 
 def demo(out="runs/demo", **options) -> dict:
     """The main job on the embedded digits dataset (x86-cpu profile)."""
-    from .embedded import demo as _demo
+    from .pipeline import demo as _demo
     return _demo(out, **options)

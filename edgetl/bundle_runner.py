@@ -9,8 +9,14 @@ onnxruntime for .onnx); Pillow only to classify image files. No torch, no edgetl
   python run.py photo1.jpg ...  classify images (needs Pillow)
   python run.py --bench --threads 4 --runtime litert
                                 latency (warm-up, trials, p50/p90/p99), accuracy, memory
+
+Every file of the bundle is checked against the sha256 in manifest.json before anything runs.
+Image files are decoded and cropped exactly as edgetl's training evaluates them (EXIF rotation,
+alpha on white, 16-bit scaled to 8-bit, resize of the shorter side, centre crop); edgetl's test
+suite checks the two give the same input tensors.
 """
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -19,28 +25,68 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def load_manifest(folder=HERE) -> dict:
-    with open(os.path.join(folder, "manifest.json")) as f:
-        return json.load(f)
-
+EXIT_BUNDLE_ERROR = 2                # the bundle is damaged or inconsistent
+EXIT_RUNTIME_MISSING = 3             # the runtime a build needs is not installed here
 
 TFLITE_RUNTIMES = {"litert": ("ai_edge_litert", "ai_edge_litert.interpreter"),
                    "tflite-runtime": ("tflite_runtime", "tflite_runtime.interpreter")}
 ONNX_PROVIDERS = {"onnxruntime": "CPUExecutionProvider",
                   "onnxruntime-cuda": "CUDAExecutionProvider",
                   "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
-RUNTIMES = {"tflite": tuple(TFLITE_RUNTIMES), "onnx": tuple(ONNX_PROVIDERS),
-            "tensorrt": ("tensorrt",)}
 
 
-EXIT_RUNTIME_MISSING = 3             # exit status telling a caller "install the runtime"
+class BundleError(Exception):
+    """The bundle cannot be run as it is (missing or changed files, a bad manifest)."""
 
 
-class RuntimeMissing(Exception):
+class RuntimeMissing(BundleError):
     """The runtime a build needs is not installed here."""
 
+
+# --- the bundle: manifest and integrity ------------------------------------------------------
+
+def load_manifest(folder=HERE) -> dict:
+    path = os.path.join(folder, "manifest.json")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{path}: cannot read the bundle manifest ({e}); copy the bundle "
+                          "again from RUN/export/") from None
+    name = manifest.get("model_file", "")
+    if not name or os.path.basename(name) != name or name in (".", ".."):
+        raise BundleError(f"{path}: model_file {name!r} must be a file name inside the bundle")
+    return manifest
+
+
+def mismatched_files(manifest: dict, folder=HERE) -> list:
+    """Files the manifest lists that are missing or no longer match their sha256; the model
+    file must be among them (a manifest without hashes proves nothing)."""
+    hashes = manifest.get("sha256") or {}
+    bad = [] if manifest.get("model_file") in hashes else \
+        [f"{os.path.join(folder, str(manifest.get('model_file')))} (no sha256 in manifest)"]
+    for name, expected in sorted(hashes.items()):
+        path = os.path.join(folder, name)
+        if os.path.basename(name) != name or not os.path.isfile(path):
+            bad.append(path)
+            continue
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != expected:
+            bad.append(path)
+    return bad
+
+
+def verify(manifest: dict, folder=HERE) -> None:
+    bad = mismatched_files(manifest, folder)
+    if bad:
+        raise BundleError(f"{', '.join(bad)}: missing or its sha256 no longer matches the bundle "
+                          "manifest; copy the bundle again from RUN/export/")
+
+
+# --- runtimes ---------------------------------------------------------------------------------
 
 def _tflite_interpreter(runtime=None):
     import importlib
@@ -85,12 +131,16 @@ class OnnxModel:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeMissing("onnxruntime is not installed: pip install onnxruntime")
-        provider = ONNX_PROVIDERS[runtime or "onnxruntime"]
+            raise RuntimeMissing("onnxruntime is not installed: pip install onnxruntime") from None
+        provider = ONNX_PROVIDERS.get(runtime or "onnxruntime")
+        if provider is None:
+            raise BundleError(f"runtime {runtime!r} does not run .onnx builds: use one of "
+                              f"{', '.join(ONNX_PROVIDERS)}")
         if provider not in ort.get_available_providers():
             raise RuntimeMissing(f"onnxruntime here has no {provider} "
                                  f"(available: {', '.join(ort.get_available_providers())})")
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(path, opts, providers=[provider])
@@ -102,9 +152,15 @@ class OnnxModel:
         return self.session.run(None, {self.name: x})[0]
 
 
+def engine_cache_dir() -> str:
+    return os.environ.get("EDGETL_ENGINE_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "edgetl", "engines"))
+
+
 class TensorRTModel:
-    """A TensorRT engine (built here from the bundle's ONNX by build_engine.py if missing), run
-    through the TensorRT Python API with CUDA buffers from PyTorch or cuda-python."""
+    """A TensorRT engine run through the TensorRT Python API with CUDA buffers from PyTorch.
+    Engines are built once per (ONNX sha256, TensorRT version, GPU) by the bundle's
+    build_engine.py and kept in a cache folder on the device, written atomically."""
 
     def __init__(self, path, folder, manifest):
         try:
@@ -112,12 +168,14 @@ class TensorRTModel:
             import torch
         except ImportError:
             raise RuntimeMissing("TensorRT needs the tensorrt package and PyTorch with CUDA "
-                                 "(JetPack ships both)")
-        engine_path = os.path.join(folder, manifest["engine_file"])
-        if not os.path.exists(engine_path):
-            sys.path.insert(0, folder)
-            import build_engine
-            engine_path = build_engine.build(path, os.path.join(folder, "build_settings.json"))
+                                 "(JetPack ships both)") from None
+        sys.path.insert(0, folder)
+        import build_engine
+        settings = os.path.join(folder, "build_settings.json")
+        try:
+            engine_path = build_engine.cached_or_build(path, settings, engine_cache_dir())
+        except build_engine.EngineBuildError as e:
+            raise BundleError(str(e)) from None
         self.trt, self.torch = trt, torch
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with open(engine_path, "rb") as f:
@@ -129,6 +187,7 @@ class TensorRTModel:
         self.out = next(n for n in names if not is_input(n))
         self.stream = torch.cuda.Stream()
         self.runtime, self.version, self.provider = "tensorrt", trt.__version__, "GPU"
+        self.engine_file = engine_path
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         torch = self.torch
@@ -146,34 +205,61 @@ class TensorRTModel:
 def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1):
     path = os.path.join(folder, manifest["model_file"])
     if manifest["format"] == "tflite":
+        if runtime and runtime not in TFLITE_RUNTIMES:
+            raise BundleError(f"runtime {runtime!r} does not run .tflite builds: use one of "
+                              f"{', '.join(TFLITE_RUNTIMES)}")
         return TFLiteModel(path, threads, runtime, batch)
     if manifest["format"] == "onnx":
         return OnnxModel(path, threads, runtime, batch)
     if manifest["format"] == "tensorrt":
         return TensorRTModel(path, folder, manifest)
-    raise SystemExit(f"format {manifest['format']} has no standalone runner: see README.md")
+    raise BundleError(f"format {manifest['format']!r} has no standalone runner")
 
 
-def mismatched_files(manifest: dict, folder=HERE) -> list:
-    """Paths of the files the manifest lists that are missing or no longer match its sha256."""
-    import hashlib
-    bad = []
-    for name, expected in manifest.get("sha256", {}).items():
-        path = os.path.join(folder, name)
-        if not os.path.isfile(path):
-            bad.append(path)
-            continue
-        with open(path, "rb") as f:
-            if hashlib.sha256(f.read()).hexdigest() != expected:
-                bad.append(path)
-    return bad
+# --- preprocessing: the same as edgetl's training evaluation ----------------------------------
+
+def open_rgb(path, draft_size: int = 0):
+    """Any common image file -> 8-bit RGB PIL image, upright: JPEGs decoded at reduced size
+    (draft, never below `draft_size`), EXIF orientation applied, alpha composited on white,
+    16-bit and float images scaled to 8 bits."""
+    from PIL import Image, ImageOps
+    img = Image.open(path)
+    if draft_size and img.format == "JPEG":
+        img.draft("RGB", (draft_size, draft_size))
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        peak = arr.max() if arr.size else 1.0
+        arr = arr / (65535.0 if peak > 255 else 255.0) * 255.0
+        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(canvas, img)
+    return img.convert("RGB")
 
 
-def verify(manifest: dict, folder=HERE) -> None:
-    bad = mismatched_files(manifest, folder)
-    if bad:
-        raise SystemExit(f"{', '.join(bad)}: missing or sha256 does not match the bundle "
-                         "manifest; copy the bundle again from RUN/export/")
+def resize_crop(img, resize_size: int, img_size: int, interpolation: str = "bilinear"):
+    """Shorter side to `resize_size`, then the centre `img_size` square; the sizes and the
+    filter are torchvision's Resize(int) and CenterCrop on PIL images, to the pixel."""
+    from PIL import Image
+    w, h = img.size
+    short, long = (w, h) if w <= h else (h, w)
+    new_short, new_long = resize_size, int(resize_size * long / short)
+    size = (new_short, new_long) if w <= h else (new_long, new_short)
+    if size != (w, h):
+        img = img.resize(size, Image.BICUBIC if interpolation == "bicubic" else Image.BILINEAR)
+    w, h = img.size
+    top, left = int(round((h - img_size) / 2.0)), int(round((w - img_size) / 2.0))
+    return img.crop((left, top, left + img_size, top + img_size))
+
+
+def load_image(path, manifest) -> np.ndarray:
+    """uint8 [H, W, 3] crop of an image file, as the model's training evaluation saw it."""
+    spec = manifest["preprocessing"]
+    img = open_rgb(path, spec["resize_size"])
+    return np.asarray(resize_crop(img, spec["resize_size"], spec["img_size"],
+                                  spec["interpolation"]), dtype=np.uint8)
 
 
 def to_input(images_uint8: np.ndarray, manifest: dict) -> np.ndarray:
@@ -200,25 +286,7 @@ def predict(model, images_uint8, manifest) -> np.ndarray:
     return to_logits(model(to_input(images_uint8, manifest)), manifest)
 
 
-def load_image(path, manifest) -> np.ndarray:
-    """Resize the shorter side, centre-crop: the same preprocessing as training."""
-    from PIL import Image
-    spec = manifest["preprocessing"]
-    img = Image.open(path)
-    img = img.convert("RGBA") if img.mode in ("P", "LA", "RGBA") else img
-    if img.mode == "RGBA":
-        canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(canvas, img)
-    img = img.convert("RGB")
-    w, h = img.size
-    scale = spec["resize_size"] / min(w, h)
-    img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                     Image.BICUBIC if spec["interpolation"] == "bicubic" else Image.BILINEAR)
-    w, h = img.size
-    c = spec["img_size"]
-    left, top = int(round((w - c) / 2.0)), int(round((h - c) / 2.0))
-    return np.asarray(img.crop((left, top, left + c, top + c)), dtype=np.uint8)
-
+# --- evaluation and timing --------------------------------------------------------------------
 
 def evaluate(model, manifest, folder=HERE, batch=1) -> dict:
     """Top-1 on the bundled set (and agreement with the export-time reference predictions)."""
@@ -270,7 +338,6 @@ def measure_peak(repeats=8, n=1024) -> dict:
     peak = {"fp32_gflops": 2 * n ** 3 / best / 1e9, "int8_gops": None, "method":
             f"best of {repeats} {n}x{n} GEMMs: numpy fp32, onnxruntime MatMulInteger int8"}
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper
     except ImportError:
@@ -300,19 +367,43 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def usable_cpus() -> list:
+    """The CPUs this process may run on (its affinity), in order."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
 def pin_threads(threads):
-    """Pin this process to the first `threads` CPUs (Linux); returns the CPU list or None."""
+    """Pin this process to the first `threads` CPUs it may use (Linux); the CPU list or None."""
     if not threads or not hasattr(os, "sched_setaffinity"):
         return None
-    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    cpus = usable_cpus()[:threads]
     os.sched_setaffinity(0, cpus)
     return cpus
 
 
-def bench(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10, iters=100,
-          min_seconds=0.0, trials=3, peak=False, score=True) -> dict:
-    """Load time, first inference, latency statistics on real images, accuracy, peak RSS."""
+def _machine() -> dict:
     import platform
+    flags = []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    flags = sorted({t for t in line.split(":", 1)[1].split()
+                                    if t.startswith(("avx", "amx", "asimd", "sve", "i8mm"))})
+                    break
+    except OSError:
+        pass
+    return {"hostname": platform.node(), "platform": platform.platform(),
+            "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "usable_cpus": len(usable_cpus()), "cpu_flags": flags,
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+def measure(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10, iters=100,
+            min_seconds=0.0, trials=3, peak=False, score=True) -> dict:
+    """Load time, first inference, latency statistics on real images, accuracy, peak RSS."""
     import resource
     verify(manifest, folder)
     cpus = pin_threads(threads)
@@ -334,13 +425,13 @@ def bench(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10,
               "top1_agreement": accuracy.get("top1_agreement"),
               "load_ms": load_ms, "first_inference_ms": first_ms, "latency_ms": latency,
               "peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024),
-              "machine": {"hostname": platform.node(), "platform": platform.platform(),
-                          "machine": platform.machine(), "cpu_count": os.cpu_count(),
-                          "python": platform.python_version(), "numpy": np.__version__}}
+              "machine": _machine()}
     if peak:
         result["machine"]["peak"] = measure_peak()
     return result
 
+
+# --- command line -----------------------------------------------------------------------------
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -360,16 +451,21 @@ def main(argv=None) -> int:
                     help="time only (skip the accuracy pass over the bundled set)")
     ap.add_argument("--bundle", default=HERE, help="bundle folder (default: this file's)")
     args = ap.parse_args(argv)
-    manifest = load_manifest(args.bundle)
     try:
+        manifest = load_manifest(args.bundle)
         if args.bench:
-            result = bench(manifest, args.bundle, args.runtime, args.threads, args.batch, args.warmup,
-                           args.iters, args.min_seconds, args.trials, args.peak, args.score)
+            result = measure(manifest, args.bundle, args.runtime, args.threads, args.batch,
+                             args.warmup, args.iters, args.min_seconds, args.trials, args.peak,
+                             args.score)
         else:
+            verify(manifest, args.bundle)
             result = _classify_or_evaluate(manifest, args, args.bundle)
     except RuntimeMissing as e:
         print(f"runtime missing: {e}", file=sys.stderr)
         return EXIT_RUNTIME_MISSING
+    except BundleError as e:
+        print(f"bundle error: {e}", file=sys.stderr)
+        return EXIT_BUNDLE_ERROR
     text = json.dumps(result)
     print(text)
     if args.json:
@@ -384,7 +480,13 @@ def _classify_or_evaluate(manifest, args, folder) -> dict:
         return evaluate(model, manifest, folder)
     result = {"runtime": model.runtime, "runtime_version": model.version, "predictions": []}
     for path in args.images:
-        logits = predict(model, load_image(path, manifest)[None], manifest)[0]
+        from PIL import Image
+        try:
+            image = load_image(path, manifest)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise BundleError(f"{path}: not a readable image ({e.__class__.__name__}: {e})") \
+                from None
+        logits = predict(model, image[None], manifest)[0]
         k = int(np.argmax(logits))
         result["predictions"].append({"image": path, "label": manifest["labels"][k],
                                       "index": k})

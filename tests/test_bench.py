@@ -5,8 +5,9 @@ import shutil
 import pytest
 
 import edgetl
-from edgetl import benchmark as bench, cli, targets
-from edgetl.errors import ConfigError
+from edgetl import cli
+from edgetl.benchmarking import runtimes, session, targets
+from edgetl.core.errors import ConfigError
 
 QUICK = dict(warmup=1, iters=5, trials=2)
 
@@ -14,7 +15,7 @@ QUICK = dict(warmup=1, iters=5, trials=2)
 @pytest.fixture(scope="module")
 def report(exported):
     run, _ = exported
-    return bench.bench(run, **QUICK)
+    return session.benchmark(run, **QUICK)
 
 
 def test_every_build_is_timed_and_scored_in_its_runtime(exported, report):
@@ -46,7 +47,7 @@ def test_every_build_is_timed_and_scored_in_its_runtime(exported, report):
 
 def test_a_second_bench_keeps_the_first_report(exported, report):
     run, _ = exported
-    bench.bench(run / "export" / "onnx-fp32", out=run / "bench", **QUICK)
+    session.benchmark(run / "export" / "onnx-fp32", out=run / "bench", **QUICK)
     history = list((run / "bench" / "history").glob("*/report.json"))
     assert history and json.loads(history[0].read_text())["recorded"] == report["recorded"]
 
@@ -83,7 +84,7 @@ def test_tampered_bundle_is_refused_and_other_results_kept(exported, tmp_path):
     shutil.copytree(run / "export", copy / "export")
     model = copy / "export" / "onnx-fp32" / "model.onnx"
     model.write_bytes(model.read_bytes()[:-10] + b"0123456789")
-    result = bench.bench(copy, runtimes="onnxruntime", **QUICK)
+    result = session.benchmark(copy, runtimes="onnxruntime", **QUICK)
     rows = {r["build"]: r for r in result["results"]}
     assert rows["onnx-fp32"]["status"] == "failed"
     assert "model.onnx" in rows["onnx-fp32"]["error"] and "sha256" in rows["onnx-fp32"]["error"]
@@ -95,12 +96,12 @@ def test_tampered_bundle_is_refused_and_other_results_kept(exported, tmp_path):
 def test_missing_runtime_is_skipped_and_hang_is_bounded(exported, tmp_path):
     run, _ = exported
     bundle = run / "export" / "tflite-int8"
-    if bench.installed("tflite-runtime"):
+    if runtimes.installed("tflite-runtime"):
         pytest.skip("tflite-runtime is installed here")
-    result = bench.bench(bundle, runtimes="tflite-runtime", out=tmp_path / "a", **QUICK)
+    result = session.benchmark(bundle, runtimes="tflite-runtime", out=tmp_path / "a", **QUICK)
     assert result["results"][0]["status"] == "skipped"
     assert "tflite-runtime" in result["results"][0]["error"]
-    result = bench.bench(bundle, runtimes="litert", out=tmp_path / "b", timeout=0.05, **QUICK)
+    result = session.benchmark(bundle, runtimes="litert", out=tmp_path / "b", timeout=0.05, **QUICK)
     assert result["results"][0]["status"] == "failed"
     assert "did not finish within" in result["results"][0]["error"]
 
@@ -140,6 +141,6 @@ def test_unknown_target_and_runtime(exported):
     with pytest.raises(ConfigError, match="unknown target 'pixel-99'.*x86-cpu"):
         targets.load_target("pixel-99")
     with pytest.raises(ConfigError, match="unknown runtime 'coreml'"):
-        bench.bench(run, runtimes="coreml")
+        session.benchmark(run, runtimes="coreml")
     with pytest.raises(edgetl.RunError, match="edgetl export"):
-        bench.bench(run / "train")
+        session.benchmark(run / "train")

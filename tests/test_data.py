@@ -1,13 +1,14 @@
 """Image folders, splits and image modes, including every bad-input case."""
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 import edgetl
-from edgetl.data import discover, open_rgb
+from edgetl.training.data import discover, open_rgb
 
 from conftest import FAST, make_folder
 
@@ -75,18 +76,27 @@ def _break(path, how):
         path.with_suffix(".txt").write_text("notes")
 
 
-@pytest.mark.parametrize("how", ["zero-byte", "not-an-image", "corrupt", "wrong-extension"])
+@pytest.mark.parametrize("how", ["zero-byte", "not-an-image", "corrupt"])
 def test_bad_image_fails_with_its_path_or_is_skipped_and_counted(image_folder, tmp_path, how):
     victim = image_folder / "train" / "class0" / "003.jpg"
     _break(victim, how)
-    bad = victim.with_suffix(".txt") if how == "wrong-extension" else victim
     with pytest.raises(edgetl.DataError, match="--skip-bad-images") as err:
         edgetl.train(image_folder, tmp_path / "run", **FAST)
-    assert str(bad) in str(err.value)
+    assert str(victim) in str(err.value)
     m = edgetl.train(image_folder, tmp_path / "run2", skip_bad_images=True, **FAST)
     assert m["skipped_images"]["count"] == 1
-    assert m["skipped_images"]["files"][0]["path"] == str(bad)
-    assert m["n"]["train"] == (24 if how == "wrong-extension" else 23)   # .txt was an extra file
+    assert m["skipped_images"]["files"][0]["path"] == str(victim)
+    assert m["n"]["train"] == 23
+
+
+def test_files_without_an_image_extension_are_ignored_and_listed(image_folder, tmp_path):
+    """Thumbs.db, notes and the like in a class folder are not samples: the run goes on and
+    names them in metrics.json."""
+    _break(image_folder / "train" / "class0" / "003.jpg", "wrong-extension")
+    (image_folder / "train" / "class1" / "Thumbs.db").write_bytes(b"\x00" * 64)
+    m = edgetl.train(image_folder, tmp_path / "run", **FAST)
+    assert m["n"]["train"] == 24 and m["skipped_images"]["count"] == 0
+    assert sorted(Path(p).name for p in m["ignored_files"]) == ["003.txt", "Thumbs.db"]
 
 
 def test_truncated_image_is_caught_at_decode(image_folder, tmp_path):

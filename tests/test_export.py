@@ -10,9 +10,10 @@ import pytest
 from onnx import numpy_helper
 
 import edgetl
-from edgetl import bundle_runner, calibration, tflite_graph
-from edgetl.exporters import onnx as onnx_export
-from edgetl.exporters import pipeline
+from edgetl import bundle_runner
+from edgetl.core.files import sha256
+from edgetl.exporting import calibration, parity, tflite_graph
+from edgetl.exporting import onnx as onnx_export
 
 
 def _artifact(manifest, name):
@@ -30,7 +31,7 @@ def test_every_build_is_listed_with_its_parity(exported):
     for a in manifest["artifacts"]:
         path = run / a["path"]
         assert path.stat().st_size == a["size_bytes"]
-        assert edgetl.checkpoint.sha256(path) == a["sha256"]
+        assert sha256(path) == a["sha256"]
         if a["format"] != "tensorrt" and a["precision"] != "int8":
             assert a["parity"]["passed"], a
             assert a["test_top1"] >= 0.9
@@ -50,7 +51,7 @@ def test_int8_builds_agree_with_the_quantized_reference(exported):
 def test_int8_parity_leaves_out_only_near_ties_of_the_reference():
     step = 0.025                                  # the int8 output scale
     reference = np.array([[40, 38, 0], [40, 20, 0], [-3, 10, 5], [7, 7, 1]]) * step
-    assert pipeline.decided_samples(reference.astype(np.float32)).tolist() == \
+    assert parity.decided_samples(reference.astype(np.float32)).tolist() == \
         [False, True, True, False]
 
 

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from edgetl import features
-from edgetl.data import discover, eval_transform
+from edgetl.training import features
+from edgetl.training.data import discover
+from edgetl.training.transforms import eval_transform
 from edgetl.models import create_model
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import edgetl
-from edgetl.checkpoint import load_weights, save_checkpoint
+from edgetl.models import load_weights, save_checkpoint
 from edgetl.models import create_model
 
 
@@ -25,7 +25,7 @@ def test_same_padding_matches_tensorflow_for_stride_2():
     """TF "SAME" on an even input pads (k-2)//2 before and the rest after, as the ImageNet
     weights were trained; stride 1 pads symmetrically."""
     import torch.nn.functional as F
-    from edgetl.efficientnet_lite import SameConv
+    from edgetl.models.efficientnet_lite import SameConv
     for k in (3, 5):
         conv = SameConv(4, 4, k, stride=2, groups=4)
         x = torch.randn(1, 4, 16, 16)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from edgetl import benchmark as bench
-from edgetl.devices import parse_benchmark_model
+from edgetl.benchmarking import session
+from edgetl.benchmarking.adb import parse_benchmark_model
 
 QUICK = dict(warmup=1, iters=5, trials=2)
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -74,7 +74,7 @@ def test_bench_over_ssh_runs_the_bundle_with_the_devices_python(exported, sshd, 
                                                                 tmp_path):
     run, _ = exported
     bundle = run / "export" / "tflite-int8"
-    result = bench.bench(bundle, device="ssh://edge-device", ssh_config=sshd["config"](),
+    result = session.benchmark(bundle, device="ssh://edge-device", ssh_config=sshd["config"](),
                          python=str(pi_like_venv), threads=1, out=tmp_path / "a", **QUICK)
     row = result["results"][0]
     assert row["status"] == "ok", row
@@ -86,7 +86,7 @@ def test_bench_over_ssh_runs_the_bundle_with_the_devices_python(exported, sshd, 
     assert (tmp_path / "a" / "report.json").is_file()
     user = getpass.getuser()
     url = f"ssh://{user}@127.0.0.1:{sshd['port']}"          # the URL form, port given in it
-    result = bench.bench(bundle, device=url, ssh_config=sshd["config"](), out=tmp_path / "b",
+    result = session.benchmark(bundle, device=url, ssh_config=sshd["config"](), out=tmp_path / "b",
                          python=str(pi_like_venv), runtimes="tflite-runtime", **QUICK)
     assert result["results"][0]["status"] == "ok", result["results"][0]
 
@@ -113,9 +113,12 @@ def test_ssh_faults_get_one_clear_line_and_the_report_is_kept(exported, sshd, pi
         kw["device"] = f"ssh://{getpass.getuser()}@127.0.0.1:{_free_port()}"
     elif case == "no python":
         kw["python"] = "/nonexistent/python3"
-    elif case == "hang":
-        kw["timeout"] = 0.3
-    result = bench.bench(bundle, **kw)
+    elif case == "hang":                        # a runner that never answers
+        hang = tmp_path / "hanging-python"
+        hang.write_text("#!/bin/sh\nexec sleep 300\n")
+        hang.chmod(0o755)
+        kw.update(python=str(hang), timeout=2)
+    result = session.benchmark(bundle, **kw)
     row = result["results"][0]
     assert row["status"] in ("failed", "skipped") and message in row["error"], row["error"]
     assert "\n" not in row["error"] and ("edge-device" in row["error"] or "127.0.0.1" in

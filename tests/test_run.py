@@ -5,8 +5,9 @@ import time
 
 import pytest
 
-from edgetl import cli, errors
-from edgetl.main_job import run
+from edgetl import cli
+from edgetl.core import errors
+from edgetl.pipeline import run
 
 from conftest import FAST, make_folder
 
@@ -39,7 +40,8 @@ def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, c
     assert first["bench"]["verdict"]["passed"], first["bench"]["verdict"]
     exported = (out / "export" / "manifest.json").stat().st_mtime
     t0 = time.time()
-    again = run(data, profile, out, quant="ptq", train_options=options, bench_options=quick)
+    again = run(data, profile, out, quant="ptq", train_options=options,
+                export_options={"bundle_size": 8}, bench_options=quick)
     assert again["skipped"] == ["train", "export"] and time.time() - t0 < 60
     assert (out / "export" / "manifest.json").stat().st_mtime == exported
     assert list((out / "bench" / "history").iterdir())          # first report kept

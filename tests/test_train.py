@@ -11,8 +11,8 @@ import torch
 from safetensors import safe_open
 
 import edgetl
-from edgetl import strategy
-from edgetl.config import TrainConfig
+from edgetl.training import schedule, strategy
+from edgetl.training.config import TrainConfig
 
 from conftest import FAST, make_folder
 
@@ -55,8 +55,8 @@ def test_strategy_schedules():
     assert [strategy.trainable_from(pg, n, e) for e in range(8)] == [18, 17, 17, 16, 16, 15,
                                                                      15, 15]
     assert not strategy.updates_bn(ft) and strategy.updates_bn(TrainConfig(weights="none"))
-    assert strategy.lr_factor(0, 100, 10) == pytest.approx(0.1)
-    assert strategy.lr_factor(100, 100, 10) == pytest.approx(0.0)
+    assert schedule.cosine(0, 100, 10) == pytest.approx(0.1)
+    assert schedule.cosine(100, 100, 10) == pytest.approx(0.0)
 
 
 def test_regularisation_options_run(image_folder, tmp_path):
@@ -199,8 +199,16 @@ def test_ddp_two_processes_write_one_set_of_outputs(tmp_path):
     assert log.count("epoch 3/3") == 1
 
 
-def test_demo_runs_the_whole_pipeline_on_the_embedded_digits(tmp_path):
+THIRD_PARTY = ("I0000", "W0000", "absl::InitializeLog", "[START]", "flatbuffer_export",
+               "cpuinfo", "XNNPACK delegate", "torch/utils", "Warning")
+
+
+def test_demo_runs_the_whole_pipeline_on_the_embedded_digits(tmp_path, capfd):
     result = edgetl.demo(tmp_path / "demo", epochs=2, cache_views=1)
+    printed = "".join(capfd.readouterr())
+    noise = [ln for ln in printed.splitlines() if any(t in ln for t in THIRD_PARTY)]
+    assert not noise, noise                    # converters and runtimes log to the stage logs
+    assert "tflite-int8" in (tmp_path / "demo/export/export.log").read_text()
     m = result["train"]
     assert m["model"] == "efficientnet_lite0" and m["test"]["n"] > 200
     assert m["test"]["top1"] > 0.6

@@ -1,0 +1,79 @@
+"""Android phones over adb: TFLite's benchmark_model times the .tflite on the phone; its output
+is parsed into the same row as the runner's. Everything that reaches the phone's shell is quoted."""
+import re
+import shlex
+from pathlib import Path
+
+from ..core.errors import DeviceError
+from .devices import Device, run_process
+
+BENCHMARK_MODEL = "/data/local/tmp/benchmark_model"
+
+
+def adb_steps(device: Device, model_file: Path, threads, warmup, iters, binary, extra=()):
+    """The adb commands: push the model, run benchmark_model on it (one quoted shell line)."""
+    adb = ["adb"] + (["-s", device.host] if device.host else [])
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_file.parent.name)
+    remote = f"/data/local/tmp/edgetl_{safe}.tflite"
+    shell = shlex.join([binary, f"--graph={remote}", f"--num_threads={threads or 1}",
+                        f"--warmup_runs={warmup}", f"--num_runs={iters}", *extra])
+    return [[*adb, "push", str(model_file), remote], [*adb, "shell", shell]]
+
+
+def run_adb(device: Device, model_file: Path, threads, warmup, iters, timeout,
+            binary=BENCHMARK_MODEL, extra=()) -> dict:
+    """Push the .tflite and run benchmark_model through adb shell; parse its output."""
+    out = ""
+    for cmd in adb_steps(device, model_file, threads, warmup, iters, binary, extra):
+        try:
+            proc = run_process(cmd, timeout, f"{device}")
+        except FileNotFoundError:
+            raise DeviceError("adb not found: install Android platform-tools and put adb on "
+                              "PATH") from None
+        out = proc.stdout + proc.stderr
+        if proc.returncode or "not found" in out:
+            raise DeviceError(f"{device}: {_adb_reason(out, binary)}")
+    return parse_benchmark_model(out)
+
+
+def _adb_reason(out: str, binary: str) -> str:
+    if "no devices" in out or "not found" in out and "device" in out.split("not found")[0][-30:]:
+        return "no device: connect it and check 'adb devices'"
+    if "unauthorized" in out:
+        return "device unauthorized: accept the USB debugging prompt on the phone"
+    if binary in out and "not found" in out:
+        return (f"{binary} missing on the device: download TFLite's benchmark_model for "
+                "android_aarch64 and 'adb push' it there (chmod +x)")
+    return (out.strip().splitlines() or ["adb failed"])[-1]
+
+
+_NUM = r"([-+\d.eE]+)"
+
+
+def parse_benchmark_model(text: str) -> dict:
+    """Latency (ms) and memory from benchmark_model's output (old and new formats; lines may
+    carry a logcat prefix like 'I tflite  : ')."""
+    summary = re.search(rf"Inference timings in us: Init: {_NUM}, First inference: {_NUM}, "
+                        rf"Warmup \(avg\): {_NUM}, Inference \(avg\): {_NUM}", text)
+    if not summary:
+        raise DeviceError("benchmark_model output has no 'Inference timings' line; it failed: "
+                          + (text.strip().splitlines() or ["no output"])[-1])
+    init, first, _, avg = (float(v) / 1000 for v in summary.groups())
+    runs = [m for m in re.finditer(r"count=(\d+) first=\S+ curr=\S+ min=(\S+) max=(\S+) "
+                                   r"avg=(\S+) std=(\S+)(.*)", text)]
+    latency = {"mean": avg}
+    if runs:
+        last = runs[-1]
+        latency.update(runs=int(last.group(1)), min=float(last.group(2)) / 1000,
+                       max=float(last.group(3)) / 1000, std=float(last.group(5)) / 1000)
+        pct = dict(re.findall(r"(p5|median|p95)=(\S+)", last.group(6)))
+        if "median" in pct:
+            latency["p50"] = float(pct["median"]) / 1000
+        if "p95" in pct:
+            latency["p95"] = float(pct["p95"]) / 1000
+    memory = re.search(r"(?:Peak memory footprint|Memory footprint delta from the start of "
+                       rf"the tool) \(MB\): init={_NUM} overall={_NUM}", text)
+    threads = re.search(r"Num threads: \[(\d+)\]", text)
+    return {"provider": "benchmark_model (XNNPACK)", "load_ms": init, "first_inference_ms": first,
+            "latency_ms": latency, "peak_rss_mb": float(memory.group(2)) if memory else None,
+            "threads": int(threads.group(1)) if threads else None}

@@ -1,0 +1,150 @@
+"""Where a bundle's runner executes: this machine, a device over SSH (Jetson, Raspberry Pi), a
+phone over adb (TFLite's benchmark_model), or an emulated ARM userland (qemu). This module parses
+device strings and runs the runner here; ssh.py, adb.py and emulated.py reach the others."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from ..bundle_runner import EXIT_BUNDLE_ERROR, EXIT_RUNTIME_MISSING
+from ..core.errors import ConfigError, DeviceError, RuntimeUnavailable
+
+RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"
+EMULATED_ARCHES = ("arm64",)
+
+
+@dataclass
+class Device:
+    kind: str                       # "local", "ssh", "adb" or "emulated"
+    spec: str
+    host: str = ""                  # ssh: [user@]host ; adb: serial ; emulated: arch
+    port: int | None = None
+
+    def __str__(self):
+        return self.spec
+
+    @property
+    def measures_latency(self) -> bool:
+        """An emulated CPU's timings say nothing about the real one."""
+        return self.kind != "emulated"
+
+
+def parse_device(spec: str, where: str = "--device") -> Device:
+    """'local', 'ssh://user@host[:port]', 'adb[:serial]' or 'emulated:arm64'."""
+    if spec in ("local", "", None):
+        return Device("local", "local")
+    if spec.startswith("ssh://"):
+        return _ssh_device(spec, where)
+    if spec == "adb" or spec.startswith("adb:"):
+        serial = spec[4:]
+        if serial.startswith("-") or any(c.isspace() for c in serial):
+            raise ConfigError(f"{where} '{spec}': an adb serial has no spaces and does not start "
+                              "with '-' (see 'adb devices')")
+        return Device("adb", spec, serial)
+    if spec.startswith("emulated:"):
+        arch = spec.split(":", 1)[1]
+        if arch not in EMULATED_ARCHES:
+            raise ConfigError(f"{where} '{spec}': emulated devices: "
+                              f"{', '.join('emulated:' + a for a in EMULATED_ARCHES)}")
+        return Device("emulated", spec, arch)
+    raise ConfigError(f"{where} '{spec}' is not a device: use local, ssh://user@host[:port], "
+                      "adb[:serial] or emulated:arm64")
+
+
+def _ssh_device(spec: str, where: str) -> Device:
+    url = urlparse(spec)
+    try:
+        port = url.port
+    except ValueError:
+        raise ConfigError(f"{where} '{spec}': the port must be a number from 1 to 65535") \
+            from None
+    host = url.hostname or ""
+    if not host or host.startswith("-") or (url.username or "").startswith("-"):
+        raise ConfigError(f"{where} '{spec}': write ssh://user@host[:port] (a host name that "
+                          "does not start with '-')")
+    user = f"{url.username}@" if url.username else ""
+    return Device("ssh", spec, f"{user}{host}", port)
+
+
+def runner_args(runtime, threads, batch, warmup, iters, min_seconds, trials, peak=True,
+                score=True) -> list:
+    args = ["--bench", "--batch", str(batch), "--warmup", str(warmup), "--iters", str(iters),
+            "--min-seconds", str(min_seconds), "--trials", str(trials)]
+    args += ["--peak"] if peak else []
+    args += [] if score else ["--no-score"]
+    if runtime:
+        args += ["--runtime", runtime]
+    if threads:
+        args += ["--threads", str(threads)]
+    return args
+
+
+def thread_env(threads) -> dict:
+    return {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                      "MKL_NUM_THREADS")} if threads else {}
+
+
+def run_process(cmd: list, timeout: float, where: str, stdin: bytes = None, hung: str = None,
+                **kwargs) -> subprocess.CompletedProcess:
+    """Run `cmd` in its own process group; on timeout (or an interrupt) the whole group is
+    killed, so nothing it started keeps running here."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else
+                            subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, **kwargs)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        raise DeviceError(f"{where}: " + (hung or f"no answer within {timeout:g} s (runner hung "
+                          "or device unreachable); raise --timeout or check the device")) from None
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out.decode(errors="replace"),
+                                       err.decode(errors="replace"))
+
+
+def _kill_group(proc) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+
+
+def run_local(folder: Path, args: list, timeout: float, python: str | None = None,
+              threads=None) -> dict:
+    """This edgetl's bundle runner (the code every bundle carries as run.py, so bundles made by
+    an older edgetl are measured the same way) in a fresh process: its own memory, threads
+    and CPU pinning."""
+    cmd = [python or sys.executable, str(RUNNER), "--bundle", str(Path(folder).resolve()), *args]
+    try:
+        proc = run_process(cmd, timeout, f"{folder} (local)", cwd=folder,
+                           env={**os.environ, **thread_env(threads)},
+                           hung=f"runner did not finish within {timeout:g} s; raise --timeout or "
+                                "lower --iters")
+    except FileNotFoundError:
+        raise DeviceError(f"python '{cmd[0]}' not found; give a Python that exists") from None
+    return runner_result(proc, f"{folder} (local)")
+
+
+def runner_result(proc, where: str) -> dict:
+    """The runner's JSON line, or one error line saying why there is none."""
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    if proc.returncode == EXIT_RUNTIME_MISSING:
+        raise RuntimeUnavailable(f"{where}: {tail}")
+    if proc.returncode == EXIT_BUNDLE_ERROR:
+        raise DeviceError(f"{where}: {tail.removeprefix('bundle error: ')}")
+    if proc.returncode != 0 or not lines:
+        if "No module named" in tail:
+            tail += " (install numpy and the runtime into the Python that runs the bundle)"
+        raise DeviceError(f"{where}: runner failed: {tail}")
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        raise DeviceError(f"{where}: runner printed no valid result: {lines[-1][:80]}") from None

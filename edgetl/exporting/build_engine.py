@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Build a TensorRT engine from this bundle's ONNX file on the device that will run it.
+
+  python3 build_engine.py            reads build_settings.json, writes model.<precision>.plan
+
+Uses the TensorRT Python API (8.6 or 10.x, as on JetPack 6): explicit quantization from the QDQ
+ONNX for int8, an optimization profile over the batch dimension. The bundle runner calls
+`cached_or_build`: one engine per (ONNX sha256, TensorRT version, GPU), kept in a cache folder and
+written atomically, so a bench builds it once and every trial reuses it.
+"""
+import glob
+import hashlib
+import json
+import os
+import sys
+
+
+class EngineBuildError(Exception):
+    """TensorRT could not parse the ONNX file or build the engine."""
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomically(path, data: bytes) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _gpu_name() -> str:
+    try:
+        import torch
+        return torch.cuda.get_device_name(0)
+    except Exception:                       # no torch or no CUDA: the key just omits it
+        return "unknown"
+
+
+def serialize(onnx_path: str, s: dict) -> bytes:
+    import tensorrt as trt
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    with open(onnx_path, "rb") as f:
+        if not parser.parse(f.read()):
+            errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+            raise EngineBuildError(f"TensorRT could not parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, s["workspace_mb"] << 20)
+    for flag in s["builder_flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    profile = builder.create_optimization_profile()
+    shape = lambda b: (b, 3, s["img_size"], s["img_size"])
+    profile.set_shape(s["input"], shape(s["min_batch"]), shape(s["opt_batch"]),
+                      shape(s["max_batch"]))
+    config.add_optimization_profile(profile)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise EngineBuildError("TensorRT engine build failed (see the log above)")
+    return bytes(plan)
+
+
+def cached_or_build(onnx_path: str, settings_path: str, cache_dir: str) -> str:
+    """Path of the engine for this ONNX file, TensorRT version and GPU: reused when its record
+    matches, else built now and written atomically."""
+    import tensorrt as trt
+    with open(settings_path) as f:
+        s = json.load(f)
+    record = {"onnx_sha256": _sha256(onnx_path), "tensorrt_version": trt.__version__,
+              "gpu": _gpu_name(), "settings": s}
+    key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
+    os.makedirs(cache_dir, exist_ok=True)
+    plan = os.path.join(cache_dir, f"{s['precision']}-{key}.plan")
+    try:
+        with open(plan + ".json") as f:
+            if json.load(f) == record and os.path.isfile(plan):
+                return plan
+    except (OSError, ValueError):
+        pass
+    _write_atomically(plan, serialize(onnx_path, s))
+    _write_atomically(plan + ".json", json.dumps(record, indent=2).encode())
+    return plan
+
+
+if __name__ == "__main__":
+    here = os.path.dirname(os.path.abspath(__file__))
+    onnx_files = sorted(glob.glob(os.path.join(here, "*.onnx")))
+    if not onnx_files:
+        sys.exit("no .onnx file next to build_engine.py")
+    with open(os.path.join(here, "build_settings.json")) as f:
+        settings = json.load(f)
+    out = os.path.join(here, f"model.{settings['precision']}.plan")
+    try:
+        _write_atomically(out, serialize(onnx_files[0], settings))
+    except EngineBuildError as e:
+        sys.exit(str(e))
+    print(out)

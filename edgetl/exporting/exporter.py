@@ -1,0 +1,220 @@
+"""RUN/train/ -> RUN/export/: quantize once (QAT or PTQ), build every requested format from the
+same scales, check each build in its own runtime against its PyTorch reference, write bundles.
+
+The export is built in `.export.tmpPID` and moved into place at the end (the previous export is
+renamed aside first, and removed only once the new one is in place), so an interrupt leaves
+either the old export or the new one, never half of either."""
+import os
+import shutil
+import time
+
+import numpy as np
+import torch
+
+from .. import bundle_runner
+from ..core import VERSION, console
+from ..core.errors import ParityError, RunError
+from ..core.files import read_json, sha256, write_json
+from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
+from ..models import load_checkpoint
+from ..training.config import TrainConfig, saved_settings
+from ..training.data import load_split
+from ..training.fingerprint import changed_files
+from . import calibration, parity, qat, tensorrt, tflite
+from . import onnx as onnx_export
+from .bundle import eval_images, write_bundle
+from .options import ExportOptions
+from .quantize import quant_params
+
+DEFAULT_CALIB_SIZE = 256
+
+
+def export(run, overwrite=False, **options) -> dict:
+    """Write RUN/export/; returns its manifest. `options`: see ExportOptions. Raises
+    ParityError listing the builds whose parity fell below the threshold (the export is
+    written all the same)."""
+    start = time.time()
+    layout = RunLayout(run)
+    opts = ExportOptions(**options).validate()
+    if not layout.train.checkpoint.is_file():
+        raise RunError(f"{layout.train.checkpoint} not found: run 'edgetl train DATA --out "
+                       f"{run}' first")
+    with RunLock(run):
+        clean_stale_work(layout.root)
+        final = layout.export.dir
+        if final.exists() and not overwrite:
+            raise RunError(f"{final} already exists: pass --overwrite to replace it")
+        if final.exists() and not is_marked(final):
+            raise RunError(f"{final} was not written by edgetl: not replacing it; choose "
+                           "another run folder or remove it yourself")
+        work = layout.export_work()
+        shutil.rmtree(work.dir, ignore_errors=True)
+        work.dir.mkdir(parents=True)
+        try:
+            with console.stage_output(work.log):
+                manifest = _export_into(work, layout, opts, start)
+            mark(work.dir, "export")
+            _move_into_place(work.dir, final, layout.export_aside())
+        finally:
+            shutil.rmtree(work.dir, ignore_errors=True)
+    failed = manifest["failed"]
+    if failed:
+        raise ParityError("; ".join(failed), manifest)
+    return manifest
+
+
+def _move_into_place(work, final, aside) -> None:
+    """work -> final; an existing final is renamed aside first and removed last."""
+    if final.exists():
+        os.replace(final, aside)
+    os.replace(work, final)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _export_into(work, layout, opts, start) -> dict:
+    log = console.stage_logger(work.log)
+    ckpt = layout.train.checkpoint
+    model, spec, _ = load_checkpoint(ckpt)
+    cfg = TrainConfig(**saved_settings(layout.train.config))       # as trained; not re-checked
+    splits = load_split(layout.train.split)
+    changed = changed_files(read_json(layout.train.split)["fingerprint"], splits.root)
+    if changed:
+        raise RunError(f"{len(changed)} image(s) the run was trained on changed or vanished under "
+                       f"{splits.root} (e.g. {changed[0]}): restore them, or train again "
+                       "(--overwrite)")
+    held_out = splits.test or splits.val
+    images, labels = eval_images(held_out, spec)
+    checkpoint_hash = sha256(ckpt)
+    base_meta = {"edgetl_version": VERSION, "source_checkpoint_sha256": checkpoint_hash,
+                 "spec": spec.to_dict(), "macs": count_macs(model, spec.img_size)}
+    ref = {"fp32": torch_logits(model, images, spec)}
+    converted, qinfo = None, None
+    builds = opts.builds()
+    if any(b.precision == "int8" for b in builds):
+        converted, qinfo = _quantize(model, spec, cfg, splits, work, log, opts)
+        ref["int8"] = torch_logits(converted, images, spec)
+    ref["fp16"] = ref["fp32"]
+    artifacts, graphs = [], {}
+    for build in builds:
+        t0 = time.time()
+        source = converted if build.precision == "int8" else model
+        meta = {**base_meta, "format": build.format, "precision": build.precision,
+                "variant": build.variant, "quantization": qinfo if build.precision == "int8"
+                else None}
+        artifact = _one_build(build, source, spec, meta, graphs, images, labels, ref,
+                              opts.bundle_size, work)
+        artifact["seconds"] = round(time.time() - t0, 1)
+        log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
+                 _fmt(artifact["test_top1"]), _fmt(artifact["parity"].get("top1_agreement")),
+                 artifact["seconds"])
+        artifacts.append(artifact)
+    manifest = {"run": str(layout.root), "source_checkpoint_sha256": checkpoint_hash,
+                "settings": opts.record(), "eval_split": "test" if splits.test else "val",
+                "n": len(labels), "reference_top1": {k: parity.top1(v, labels)
+                                                     for k, v in ref.items()},
+                "quantization": qinfo and {k: v for k, v in qinfo.items() if k != "params"},
+                "artifacts": artifacts, "failed": _failures(artifacts),
+                "wall_seconds": round(time.time() - start, 1)}
+    write_json(work.manifest, manifest)
+    return manifest
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _failures(artifacts) -> list:
+    return [f"{a['name']}: agreement {a['parity']['decided_agreement']:.4f} "
+            f"({a['parity'].get('ties', 0)} near-ties left out) < {a['parity']['threshold']}"
+            for a in artifacts if a["parity"].get("passed") is False]
+
+
+def _quantize(model, spec, cfg, splits, work, log, opts):
+    t0 = time.time()
+    quant, observer, weight_range = opts.quant, opts.observer, opts.weight_range
+    size = opts.calib_size or min(DEFAULT_CALIB_SIZE, len(splits.train))
+    chosen = calibration.select(splits.train, size, len(spec.labels), cfg.seed)
+    calibration.write_manifest(work.calibration, chosen, cfg.seed,
+                               "minmax" if quant == "qat" else observer)
+    if quant == "qat":
+        converted = qat.qat(model, spec, cfg, splits.train, chosen, opts.qat_epochs,
+                            weight_range, log=log)
+        info = {"method": "qat", "qat_epochs": opts.qat_epochs, "scales": "min-max over "
+                "the calibration set, frozen before training", "calibration": "calibration.json"}
+    else:
+        converted = qat.ptq(model, spec, chosen, observer, weight_range, log=log)
+        info = {"method": "ptq", "observer": observer, "calibration": "calibration.json"}
+    info["calib_size"] = len(chosen)
+    params = quant_params(converted, weight_range)
+    write_json(work.quant_params, params)
+    return converted, {**info, "scheme": params["scheme"], "params": "quant_params.json",
+                       "seconds": round(time.time() - t0, 1)}
+
+
+def count_macs(model, img_size: int) -> int:
+    """Multiply-accumulates of one image through the float model (the roofline's numerator)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model.eval()(torch.zeros(1, 3, img_size, img_size))
+    return int(counter.get_total_flops() // 2)
+
+
+def torch_logits(model, images, spec, batch=64) -> np.ndarray:
+    """A PyTorch model's logits on uint8 crops, fed exactly as the bundles feed their models."""
+    manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
+                "input": {"layout": "NCHW", "dtype": "float32"}}
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(bundle_runner.to_input(images[i:i + batch], manifest))
+            out.append(model(x).float().numpy())
+    return np.concatenate(out)
+
+
+def _model_bytes(build, source, spec, meta, graphs: dict) -> bytes:
+    """Each graph converted once per (format, precision, layout); variants derive from it."""
+    layout = "NHWC" if build.variant == "nhwc" else "NCHW"
+    key = ("onnx" if build.format == "tensorrt" else build.format, build.precision, layout)
+    if key not in graphs:
+        graphs[key] = tflite.convert(source, build.precision, spec.img_size, layout) \
+            if build.format == "tflite" else \
+            onnx_export.build(source, build.precision, spec.img_size, metadata=meta)
+    if build.format != "tflite":
+        return graphs[key]
+    return tflite.finish(graphs[key], "float" if build.variant == "float-io" else "int8", meta)
+
+
+def _one_build(build, source, spec, meta, graphs, images, labels, ref, bundle_size, work):
+    data = _model_bytes(build, source, spec, meta, graphs)
+    if build.format in ("onnx", "tensorrt") and build.precision == "int8":
+        onnx_export.check_tensorrt_ready(data, f"{build.name} (QDQ ONNX)")
+    reference = ref["int8" if build.precision == "int8" else "fp32"]
+    folder = work.bundle(build.name)
+    bundle = write_bundle(folder, build, data, spec, meta, images, labels, reference.argmax(-1),
+                          bundle_size)
+    artifact = {"name": build.name, "format": build.format, "precision": build.precision,
+                "variant": build.variant, "path": f"export/{build.name}/{bundle['model_file']}",
+                "size_bytes": len(data), "sha256": bundle["sha256"][bundle["model_file"]]}
+    if build.format == "tensorrt" and not tensorrt.available():
+        return {**artifact, "test_top1": None, "tensorrt_ready": True,
+                "parity": {"reference": f"torch-{build.precision}", "note": "not checked here "
+                           "(no TensorRT and GPU): the engine is built and checked on the device"}}
+    try:
+        model = bundle_runner.open_model(bundle, str(folder))
+    except bundle_runner.BundleError as e:
+        raise RunError(f"{build.name}: cannot be run here: {e}") from None
+    logits = bundle_runner.predict(model, images, bundle)
+    top1 = parity.top1(logits, labels)
+    on_bundle_set = bundle_runner.evaluate(model, bundle, str(folder))
+    bundle.update(eval_top1=on_bundle_set["top1"], eval_n=on_bundle_set["n"],
+                  held_out_top1=top1)
+    write_json(folder / "manifest.json", bundle)
+    return {**artifact, "test_top1": top1, "runtime": model.runtime,
+            "runtime_version": model.version,
+            "held_out_predictions": logits.argmax(-1).tolist(),
+            "parity": parity.check(logits, reference, build.precision)}
+
+
+def read_manifest(run) -> dict:
+    return read_json(RunLayout(run).export.manifest)

@@ -1,0 +1,84 @@
+"""ONNX builds: fp32 / fp16 (opset 18, dynamic batch) and int8 in explicit QuantizeLinear /
+DequantizeLinear form (what TensorRT's explicit quantization consumes). The edgetl spec is in
+the model's metadata_props["edgetl"]."""
+import copy
+import json
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from ..core.errors import ModelError
+from ..models.onnx_graph import to_proto
+
+# What TensorRT 8.6+/10 parses for these networks (explicit quantization).
+TENSORRT_OPS = {"Conv", "Add", "Clip", "Relu", "Pad", "ReduceMean", "GlobalAveragePool",
+                "Reshape", "Flatten", "Gemm", "MatMul", "QuantizeLinear", "DequantizeLinear",
+                "Transpose", "Identity", "Mul", "Sigmoid", "HardSigmoid", "HardSwish",
+                "Constant", "Cast", "Concat", "Squeeze", "Unsqueeze", "Shape", "Gather",
+                "Div", "Sub", "MaxPool", "AveragePool"}
+
+
+def build(model, precision: str, img_size: int, layout: str = "NCHW",
+          metadata: dict = None) -> bytes:
+    """Bytes of an .onnx file. `model`: float eval model, or the converted int8 graph."""
+    example = torch.zeros(2, 3, img_size, img_size)
+    if precision == "fp16":
+        model, example = copy.deepcopy(model).half(), example.half()
+    proto = to_proto(model, example, "logits")
+    onnx.helper.set_model_props(proto, {"edgetl": json.dumps(metadata or {})})
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def read_metadata(data: bytes) -> dict:
+    proto = onnx.load_from_string(data)
+    return json.loads({p.key: p.value for p in proto.metadata_props}.get("edgetl", "{}"))
+
+
+def tensorrt_readiness(data: bytes) -> list:
+    """Problems TensorRT's explicit-quantization parser would reject; [] means ready."""
+    proto = onnx.load_from_string(data)
+    problems = []
+    opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 13:
+        problems.append(f"opset {opset} < 13 (per-channel QDQ needs 13+)")
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    consts = _constants(proto)
+    producers = {o: n for n in proto.graph.node for o in n.output}
+    for node in proto.graph.node:
+        if node.op_type not in TENSORRT_OPS:
+            problems.append(f"operator {node.op_type} ({node.name}) is not supported")
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zp_name = node.input[2] if len(node.input) > 2 else ""
+            zp = inits.get(zp_name, consts.get(zp_name))
+            if zp is not None and np.any(zp != 0):
+                problems.append(f"{node.op_type} {node.name}: zero point {zp.ravel()[:4]} != 0 "
+                                "(TensorRT takes symmetric int8 only)")
+            scale = inits.get(node.input[1], consts.get(node.input[1]))
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            source = producers.get(node.input[0])
+            is_weight = node.input[0] in inits or (source is not None and
+                                                    source.op_type == "Constant")
+            if scale is not None and scale.size > 1 and axis != 0 and is_weight:
+                problems.append(f"{node.name}: per-channel weight scale on axis {axis}, "
+                                "TensorRT needs axis 0 (output channels)")
+    return problems
+
+
+def _constants(proto) -> dict:
+    out = {}
+    for node in proto.graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    out[node.output[0]] = numpy_helper.to_array(a.t)
+    return out
+
+
+def check_tensorrt_ready(data: bytes, what: str) -> None:
+    problems = tensorrt_readiness(data)
+    if problems:
+        raise ModelError(f"{what} would be rejected by TensorRT: {problems[0]}"
+                         f"{f' (+{len(problems) - 1} more)' if len(problems) > 1 else ''}")

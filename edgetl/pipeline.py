@@ -1,0 +1,100 @@
+"""`edgetl run`: image folder -> fine-tune -> QAT -> export -> bench against a target profile,
+each stage skipped when its outputs on disk are up to date with the data and the options, and
+`edgetl demo`: the same on the embedded digits."""
+from pathlib import Path
+
+from .benchmarking.session import benchmark
+from .benchmarking.targets import load_target
+from .core.errors import ParityError, RunError
+from .core.files import read_json, sha256
+from .core.layout import RunLayout, RunLock
+from .exporting.exporter import export
+from .exporting.options import ExportOptions
+from .training.config import saved_settings
+from .training.data import discover
+from .training.digits import write_digits
+from .training.fingerprint import changes, fingerprint
+from .training.trainer import train
+
+DEMO_TRAIN = dict(epochs=12, warmup_epochs=2, cache_views=3, batch_size=64, rotation=0.0,
+                  hflip=False)
+DEMO_EXPORT = dict(qat_epochs=1.0, bundle_size=100)
+DEMO_BENCH = dict(iters=50, trials=3)
+
+
+def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", device=None,
+        overwrite=False, train_options=None, export_options=None, bench_options=None) -> dict:
+    """Returns {"train": metrics, "export": manifest, "bench": report, "skipped": [...]}."""
+    profile = load_target(target)
+    layout = RunLayout(out)
+    wanted = {"model": model or "efficientnet_lite0", "img_size": img_size or profile.img_size,
+              **({"epochs": epochs} if epochs else {}), **(train_options or {})}
+    export_opts = dict(formats=profile.formats, precisions=profile.precisions, quant=quant,
+                       **(export_options or {}))
+    skipped, result = [], {}
+    with RunLock(out):
+        if not overwrite and _train_up_to_date(layout, data, wanted):
+            skipped.append("train")
+            result["train"] = read_json(layout.train.metrics)
+        else:
+            resume = not overwrite and layout.train.config.is_file() and \
+                not layout.train.metrics.is_file()
+            result["train"] = train(data, out, overwrite=overwrite, resume=resume,
+                                    **({} if resume else wanted))
+        export_error = None
+        if not overwrite and _export_up_to_date(layout, profile, export_opts):
+            skipped.append("export")
+            result["export"] = read_json(layout.export.manifest)
+            export_error = "; ".join(result["export"].get("failed", [])) or None
+        else:
+            try:
+                result["export"] = export(out, overwrite=True, **export_opts)
+            except ParityError as e:         # builds written: measure them, report the gap
+                result["export"], export_error = e.manifest, str(e)
+        result["bench"] = benchmark(out, target=profile.path, device=device,
+                                    **(bench_options or {}))
+    if export_error:
+        result["export_error"] = result["bench"]["export_error"] = export_error
+    result["skipped"] = skipped
+    return result
+
+
+def demo(out="runs/demo", target="x86-cpu", overwrite=False, **overrides) -> dict:
+    """The main job on the digits: fine-tune efficientnet_lite0 at 64 px, QAT, export the
+    target's builds, benchmark them; returns {"train", "export", "bench", "skipped"}."""
+    data = write_digits(Path(out) / "data" / "digits")
+    settings = {**DEMO_TRAIN, **overrides}
+    return run(data, target, out, model=settings.pop("model", "efficientnet_lite0"),
+               img_size=settings.pop("img_size", 64), overwrite=overwrite,
+               train_options=settings, export_options=DEMO_EXPORT, bench_options=DEMO_BENCH)
+
+
+def _train_up_to_date(layout, data, wanted: dict) -> bool:
+    """RUN/train finished with these settings on this data; a finished run with other settings
+    or other data is an error (one line saying what differs)."""
+    files = layout.train
+    if not files.metrics.is_file():
+        return False
+    saved = saved_settings(files.config)
+    differs = [f"{k} {saved.get(k)} -> {v}" for k, v in wanted.items() if saved.get(k) != v]
+    what = changes(read_json(files.split)["fingerprint"],
+                   fingerprint(discover(data, saved.get("seed", 0))))
+    if what:
+        differs.append(f"data: {what}")
+    if differs:
+        raise RunError(f"{files.dir} was trained with other settings or data "
+                       f"({'; '.join(differs)}): choose another --out or pass --overwrite")
+    return True
+
+
+def _export_up_to_date(layout, profile, export_opts: dict) -> bool:
+    """RUN/export was built from the current checkpoint with these options and holds every
+    build the profile names (otherwise it is rebuilt: it derives from RUN/train alone)."""
+    if not layout.export.manifest.is_file():
+        return False
+    m = read_json(layout.export.manifest)
+    recorded, wanted = dict(m.get("settings", {})), ExportOptions(**export_opts).record()
+    names = set(recorded.pop("builds", []))
+    same = all(recorded.get(k) == v for k, v in wanted.items() if k != "builds")
+    return same and m["source_checkpoint_sha256"] == sha256(layout.train.checkpoint) and \
+        all(b.build in names for b in profile.builds)

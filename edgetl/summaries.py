@@ -1,0 +1,52 @@
+"""What the CLI prints after each stage: short tables that fit a 100-column terminal."""
+import sys
+
+from .core.console import render
+
+
+def train_summary(m: dict) -> str:
+    from rich.table import Table
+    table = Table(title=f"{m['model']} @ {m['img_size']} px, {m['strategy']}")
+    for col in ("split", "images", "top-1"):
+        table.add_column(col)
+    for split in ("val", "test"):
+        top1 = m[split]["top1"]
+        table.add_row(split, str(m[split]["n"]), "-" if top1 is None else f"{top1:.4f}")
+    extra = f"best epoch {m['best_epoch']}/{m['epochs_run']}, {m['wall_seconds']:.0f} s"
+    if m["skipped_images"]["count"]:
+        extra += f", {m['skipped_images']['count']} unreadable image(s) skipped"
+    if m.get("ignored_files"):
+        extra += f", {len(m['ignored_files'])} non-image file(s) ignored"
+    return render(table) + extra
+
+
+def export_summary(manifest: dict) -> str:
+    from rich.table import Table
+    table = Table(title=f"builds ({manifest['eval_split']} split, n={manifest['n']})")
+    for col in ("build", "size MB", "top-1", "agreement", "reference", "runtime"):
+        table.add_column(col)
+    for a in manifest["artifacts"]:
+        p = a["parity"]
+        agree = "-" if "top1_agreement" not in p else f"{p['top1_agreement']:.4f}"
+        table.add_row(a["name"], f"{a['size_bytes'] / 1e6:.2f}",
+                      "-" if a["test_top1"] is None else f"{a['test_top1']:.4f}", agree,
+                      p["reference"], a.get("runtime", "not run here"))
+    ref = ", ".join(f"{k} {v:.4f}" for k, v in manifest["reference_top1"].items())
+    return render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
+
+
+def bench_exit(result: dict) -> int:
+    """Print the bench table; exit 1 if a build failed or a target's budget was missed."""
+    from .benchmarking.report import table
+    print(table(result))
+    print(f"report: {result['out']}/report.md")
+    failed = [r for r in result["results"] if r["status"] == "failed"]
+    if failed:
+        print(f"edgetl: {len(failed)} build(s) failed: " + "; ".join(
+            f"{r['build']} ({r['runtime']}): {r['error']}" for r in failed), file=sys.stderr)
+    if result.get("verdict") and not result["verdict"]["passed"]:
+        print(f"edgetl: target {result['target']['name']} FAILED: " + "; ".join(
+            f"{c['build']}: {c['reason']}" for c in result["verdict"]["checks"]
+            if not c["passed"]), file=sys.stderr)
+        return 1
+    return 1 if failed else 0

@@ -1,0 +1,181 @@
+"""The frozen part of the network runs once: its outputs are cached and training reads them.
+
+A cache holds, for each image, `views` outputs of `features[:unit]`: view 0 from the eval
+transform, the others from random training augmentations. Epochs then pick a view per image and
+flip feature maps, so augmentation survives caching at no extra backbone cost. That one pass
+runs in onnxruntime when the job is big enough (see FrozenPart).
+"""
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..core.console import bar as progress
+from ..core.files import atomic_write, sha256
+from . import distributed
+from .data import loader
+from .fingerprint import stats
+from .transforms import eval_transform, train_transform
+
+# Image-views at 224 px from which onnxruntime pays: its export takes ~10 s, and it saves about
+# 45 ms per 224-px image over eager PyTorch on a 2-core CPU (benchmarks/cache_speed.py).
+ONNX_MIN_WORK = 500
+
+
+def cache_key(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Prefix(torch.nn.Module):
+    """The frozen part: features[:unit], pooled if the whole trunk is frozen."""
+
+    def __init__(self, model, unit):
+        super().__init__()
+        self.trunk = model.features[:unit]
+        self.pool = model.pool if unit >= len(model.features) else None
+
+    def forward(self, x):
+        x = self.trunk(x)
+        return self.pool(x).flatten(1) if self.pool is not None else x
+
+
+class FrozenPart:
+    """The frozen part as a callable on float batches, in the engine that suits the job.
+
+    "onnxruntime" exports it on first use (~10 s), then caches 4x faster than eager PyTorch on
+    a 2-core CPU, decoding included (benchmarks/cache_speed.py); "torch" runs it eagerly,
+    channels-last.
+    "auto" picks onnxruntime once the job is big enough for the export to pay for itself.
+    """
+
+    def __init__(self, model, unit, img_size: int, n_images: int, engine: str = "auto"):
+        self.prefix, self.img_size = Prefix(model, unit).eval(), img_size
+        work = n_images * (img_size / 224) ** 2
+        self.engine = engine if engine != "auto" else \
+            "onnxruntime" if work >= ONNX_MIN_WORK else "torch"
+        self._session = None
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.engine == "torch":
+            return self.prefix(x.contiguous(memory_format=torch.channels_last))
+        if self._session is None:
+            self._session = self._export()
+        return torch.from_numpy(self._session.run(None, {"input": x.numpy()})[0])
+
+    def _export(self):
+        import onnxruntime as ort
+
+        from ..models.onnx_graph import to_proto
+        example = torch.zeros(2, 3, self.img_size, self.img_size)
+        proto = to_proto(self.prefix, example, "features")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.intra_op_num_threads = torch.get_num_threads()
+        return ort.InferenceSession(proto.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+
+
+def compute(run: FrozenPart, samples, transforms, draft_size, batch_size, workers, desc,
+            skip_bad=False, disable=False) -> tuple:
+    """(features [N, V, ...] float16, ok mask [N]): `run` on every transform of every sample."""
+    ok = torch.ones(len(samples), dtype=torch.bool)
+    out = None
+    bar = progress(total=len(samples) * len(transforms), desc=f"{desc} ({run.engine})",
+                   unit="img", disable=disable)
+    for v, transform in enumerate(transforms):
+        for x, labels, idx in loader(samples, transform, draft_size, batch_size, workers,
+                                     skip_bad=skip_bad):
+            ok[idx[labels < 0]] = False
+            y = run(x).to(torch.float16).contiguous()
+            if out is None:
+                out = torch.zeros((len(samples), len(transforms), *y.shape[1:]), dtype=y.dtype)
+            out[idx, v] = y
+            bar.update(len(idx))
+    bar.close()
+    return out, ok
+
+
+def save(path, feats, ok, key) -> None:
+    atomic_write(path, lambda p: save_file({"features": feats, "ok": ok}, str(p),
+                                           metadata={"key": key}))
+
+
+def load(path, key):
+    """(features, ok) if `path` holds the cache for `key`, else None."""
+    if not Path(path).is_file():
+        return None
+    with safe_open(str(path), "pt") as f:
+        if (f.metadata() or {}).get("key") != key:
+            return None
+        return f.get_tensor("features"), f.get_tensor("ok")
+
+
+def cached(path, key, **compute_args) -> tuple:
+    """(features, ok, hit): read from `path` if it holds `key`, else computed and saved there."""
+    hit = load(path, key)
+    if hit is not None:
+        return (*hit, True)
+    feats, ok = compute(**compute_args)
+    if path is not None:
+        os.makedirs(Path(path).parent, exist_ok=True)
+        save(path, feats, ok, key)
+    return feats, ok, False
+
+
+def augment(batch: torch.Tensor, hflip: bool, generator=None) -> torch.Tensor:
+    """Random horizontal flip of cached feature maps (a flip commutes with the convolutions
+    up to padding, so this stands in for flipping the image)."""
+    if not hflip or batch.ndim != 4:
+        return batch
+    flip = torch.rand(batch.shape[0], generator=generator) < 0.5
+    batch = batch.clone()
+    batch[flip] = batch[flip].flip(-1)
+    return batch
+
+
+def build_inputs(model, unit, spec, splits, cfg, cache_dir, rank, world, log) -> dict:
+    """The frozen part's outputs for every split, cached in `cache_dir` (keyed on the model,
+    the samples and their file sizes and times); none when the whole network trains."""
+    if unit == 0:
+        return {"skipped": []}
+    workers = cfg.workers or min(4, max(1, torch.get_num_threads()))
+    base = dict(model=cfg.model, weights=cfg.weights if cfg.weights in ("imagenet", "none")
+                else sha256(cfg.weights), unit=unit, spec=spec.to_dict(), seed=cfg.seed)
+    out, skipped = {"skipped": []}, []
+    n_images = (len(splits.train) * cfg.cache_views + len(splits.val) + len(splits.test)) / world
+    frozen = FrozenPart(model, unit, spec.img_size, n_images)
+    for name in ("train", "val", "test"):
+        samples = getattr(splits, name)
+        idx = torch.arange(rank, len(samples), world)
+        mine = [samples[i] for i in idx]
+        views = [eval_transform(spec)]
+        if name == "train":
+            views += [train_transform(spec, cfg)] * (cfg.cache_views - 1)
+        key = cache_key(**base, split=name, samples=mine, files=stats(mine), views=len(views),
+                                 aug=[cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotation])
+        suffix = f".rank{rank}of{world}" if world > 1 else ""
+        t0 = time.time()
+        feats, ok, hit = cached(
+            cache_dir / f"{name}{suffix}.safetensors", key, run=frozen, samples=mine,
+            transforms=views, draft_size=spec.resize_size, batch_size=cfg.batch_size,
+            workers=workers, desc=f"cache {name}", skip_bad=cfg.skip_bad_images,
+            disable=not distributed.is_main()) \
+            if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool), False)
+        labels = torch.tensor([y for _, y in mine], dtype=torch.long)
+        skipped += [{"path": mine[i][0], "split": name, "reason": "failed to decode"}
+                    for i in torch.nonzero(~ok).flatten().tolist()]
+        if name != "train" and world > 1:
+            feats, ok = (distributed.gather_rows(t, idx, len(samples)) for t in (feats, ok))
+            labels = torch.tensor([y for _, y in samples], dtype=torch.long)
+        out[name] = (feats[ok], labels[ok])
+        log.info("cached %s: %d images x %d view(s) %s in %.0f s (%s)", name, int(ok.sum()),
+                 len(views), tuple(feats.shape[2:]), time.time() - t0,
+                 "cache hit" if hit else frozen.engine)
+    out["skipped"] = skipped
+    return out
