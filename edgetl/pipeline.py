@@ -39,8 +39,7 @@ def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", 
         else:
             resume = not overwrite and layout.train.config.is_file() and \
                 not layout.train.metrics.is_file()
-            result["train"] = train(data, out, overwrite=overwrite, resume=resume,
-                                    **({} if resume else wanted))
+            result["train"] = train(data, out, overwrite=overwrite, resume=resume, **wanted)
         export_error = None
         if not overwrite and _export_up_to_date(layout, profile, export_opts):
             skipped.append("export")

@@ -10,7 +10,6 @@ import pytest
 from onnx import numpy_helper
 
 import edgetl
-from edgetl import bundle_runner
 from edgetl.core.files import sha256
 from edgetl.exporting import calibration, parity, tflite_graph
 from edgetl.exporting import onnx as onnx_export

@@ -115,7 +115,7 @@ def test_ssh_faults_get_one_clear_line_and_the_report_is_kept(exported, sshd, pi
         kw["python"] = "/nonexistent/python3"
     elif case == "hang":                        # a runner that never answers
         hang = tmp_path / "hanging-python"
-        hang.write_text("#!/bin/sh\nexec sleep 300\n")
+        hang.write_text("#!/bin/sh\nexec sleep 299\n")
         hang.chmod(0o755)
         kw.update(python=str(hang), timeout=2)
     result = session.benchmark(bundle, **kw)
@@ -124,6 +124,9 @@ def test_ssh_faults_get_one_clear_line_and_the_report_is_kept(exported, sshd, pi
     assert "\n" not in row["error"] and ("edge-device" in row["error"] or "127.0.0.1" in
                                          row["error"])
     assert (tmp_path / "report.json").is_file()
+    if case == "hang":                          # stopped on the device too: no orphan left
+        left = subprocess.run(["pgrep", "-f", "sleep 299"], capture_output=True, text=True)
+        assert left.stdout.strip() == "", left.stdout
 
 
 # Real benchmark_model output: TFLite 2.x on a QEMU aarch64 board (mobilenet_v1, op profiling

@@ -70,7 +70,7 @@ def cells(row: dict) -> dict:
     c.update({"top-1": f(row.get("top1"), ".3f"), "held-out": f(row.get("held_out_top1"), ".3f"),
               "agree": f(row.get("top1_agreement"), ".3f"), "p50 ms": f(p50, ".2f"),
               "p90": f(lat.get("p90"), ".2f"), "p99": f(lat.get("p99"), ".2f"),
-              "FPS": f(p50 and row["batch"] * 1000 / p50, ".0f"),
+              "FPS": f(p50 and row.get("batch", 1) * 1000 / p50, ".0f"),
               "x floor": f(row.get("x_floor"), ".1f"), "int8 x": f(row.get("int8_speedup"), ".2f"),
               "spread %": f(lat.get("trial_spread_pct"), ".1f"), "thr": str(row.get("threads")),
               "version": str(row.get("runtime_version", "")),

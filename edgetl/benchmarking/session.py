@@ -38,7 +38,7 @@ def find_bundles(path: Path) -> list:
         folder = export.bundle(a["name"])
         try:
             bundles.append((a["name"], folder, read_json(folder / "manifest.json")))
-        except (OSError, ValueError):
+        except (OSError, RunError):
             bundles.append((a["name"], folder, {"format": a["format"], "precision":
                                                 a["precision"], "broken": True}))
     return bundles
@@ -179,6 +179,7 @@ class Measurer:
         row = run_adb(d, folder / manifest["model_file"], self.threads, self.warmup, self.iters,
                       self.timeout, **({"binary": self.adb_binary} if self.adb_binary else {}))
         return {**row, "format": "tflite", "precision": manifest["precision"],
+                "runtime": "benchmark_model", "batch": 1,
                 "top1": manifest.get("eval_top1"), "n": manifest.get("eval_n"),
                 "accuracy_note": "benchmark_model times only; top-1 is the bundle's export-time "
                                  "eval_top1 (LiteRT on the workstation)"}

@@ -33,4 +33,10 @@ def write_json(path, obj) -> None:
 
 
 def read_json(path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A JSON file edgetl wrote; a damaged one is one clear error naming it."""
+    from .errors import RunError
+    try:
+        return json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path} is damaged ({e.__class__.__name__}: {e}): restore it, or run "
+                       "the stage that writes it again (--overwrite)") from None

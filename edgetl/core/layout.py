@@ -108,6 +108,9 @@ def prepare_stage_dir(path, stage: str, overwrite=False) -> Path:
     overwrite, and only if edgetl wrote it."""
     path = Path(path)
     if path.exists() and any(path.iterdir()):
+        if not is_marked(path):
+            raise RunError(f"{path} exists and was not written by edgetl (no {MARKER} marker): "
+                           "choose another --out; edgetl never deletes such a folder")
         if not overwrite:
             hint = " or --resume to continue it" if stage == "train" and \
                 not (path / "metrics.json").exists() else ""

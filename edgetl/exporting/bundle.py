@@ -1,7 +1,6 @@
 """Deployment bundles: model file + manifest (everything needed to feed it) + a small evaluation
 set + the standalone runner, one folder per build. The manifest holds the sha256 of every file
 the bundle ships, which the runner checks before it runs anything."""
-import json
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +91,3 @@ def _balanced(labels, size: int) -> np.ndarray:
         return np.arange(len(labels))
     picked = select([(i, int(y)) for i, y in enumerate(labels)], size, int(labels.max()) + 1)
     return np.array(sorted(i for i, _ in picked))
-
-
-def read_manifest(folder: Path) -> dict:
-    return json.loads((Path(folder) / "manifest.json").read_text())

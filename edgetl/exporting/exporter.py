@@ -214,7 +214,3 @@ def _one_build(build, source, spec, meta, graphs, images, labels, ref, bundle_si
             "runtime_version": model.version,
             "held_out_predictions": logits.argmax(-1).tolist(),
             "parity": parity.check(logits, reference, build.precision)}
-
-
-def read_manifest(run) -> dict:
-    return read_json(RunLayout(run).export.manifest)
