@@ -41,3 +41,22 @@ def save(name: str, result: dict) -> Path:
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {path}")
     return path
+
+
+def runtime_python(name: str, packages: list) -> Path:
+    """A venv of its own holding only `packages` (e.g. tflite-runtime 2.14, as a Pi has it),
+    made once under runs/venvs/NAME; returns its python."""
+    import venv
+    folder = Path("runs/venvs") / name
+    py = folder / "bin" / "python"
+    if not py.exists():
+        venv.EnvBuilder(with_pip=True).create(folder)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *packages], check=True)
+    return py
+
+
+def held_out_predictions(python, bundle: Path, files: list, runtime: str = None) -> list:
+    """Class indices a bundle's own run.py gives for image files, run by `python`."""
+    args = [str(python), "run.py", *(["--runtime", runtime] if runtime else []), *files]
+    out = subprocess.run(args, cwd=bundle, capture_output=True, text=True, check=True)
+    return [p["index"] for p in json.loads(out.stdout)["predictions"]]

@@ -7,13 +7,15 @@ import sys
 from dataclasses import fields
 
 from .core.errors import EdgetlError
-from .summaries import bench_exit, export_summary, train_summary
+from .summaries import (bench_exit, emulator_usage, export_summary, report_summary,
+                        train_summary)
 
 INTERRUPTED = {"train": "interrupted; continue with --resume",
                "run": "interrupted; run the same command again to continue",
                "demo": "interrupted; run the same command again to continue",
                "export": "interrupted; the previous export (if any) is unchanged",
-               "bench": "interrupted; the previous report (if any) is in the bench history"}
+               "bench": "interrupted; the previous report (if any) is in the bench history",
+               "device": "interrupted; run the same command again to finish the device"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -48,10 +50,20 @@ def _add_export_options(p):
                    help="calibration images (default: 256, or the whole training split if "
                         "smaller); sets the int8 scales for PTQ and QAT alike")
     p.add_argument("--observer", default="minmax", help="PTQ observer: minmax or histogram")
-    p.add_argument("--weight-range", default="reduced", choices=("reduced", "full"),
-                   help="int8 weight range: reduced [-63,63] avoids AVX2 saturation in "
-                        "onnxruntime; full [-127,127] for ARM/TensorRT-only deployments")
+    p.add_argument("--weight-range", default="full", choices=("full", "reduced"),
+                   help="int8 weight range: full [-127,127] (default; onnxruntime bundles select "
+                        "exact kernels on AVX2 CPUs) or reduced [-63,63]")
     p.add_argument("--bundle-size", type=int, default=100, help="images in each bundle's eval set")
+    p.add_argument("--max-int8-drop", type=float, default=0.5,
+                   help="points of validation top-1 int8 may lose against fp32 (default 0.5); "
+                        "beyond it edgetl mitigates, then fails the export")
+    p.add_argument("--mitigate", action=argparse.BooleanOptionalAction, default=True,
+                   help="when int8 misses the budget: more QAT, then float layers (default on)")
+    p.add_argument("--float-blocks", default="",
+                   help="blocks to keep in float from the start, e.g. features.1 (the report "
+                        "names them); mitigation may add more")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the quantization report of an existing export, nothing else")
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/export")
 
 
@@ -101,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quant", default="qat", choices=("qat", "ptq"))
     p.add_argument("--device", default=None, help="overrides the profile's device")
     p.add_argument("--overwrite", action="store_true", help="redo every stage")
+    p = sub.add_parser("device", help="devices edgetl provides itself")
+    dev = p.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
+    e = dev.add_parser("emulate", help="build (once) an emulated ARM device: a Debian 12 arm64 "
+                       "userland with Python and runtimes, run by qemu")
+    e.add_argument("arch", choices=("arm64",))
+    e.add_argument("--dir", help="where (default: $EDGETL_EMULATED_DIR or "
+                   "~/.cache/edgetl/emulated-arm64)")
+    e.add_argument("--runtimes", default="tflite-runtime,onnxruntime",
+                   help="tflite-runtime, litert, onnxruntime (default: tflite-runtime,onnxruntime)")
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--target", default="x86-cpu", help="profile to benchmark against")
@@ -115,12 +136,20 @@ def _dispatch(args) -> int:
         print(train_summary(train(opts.pop("data"), opts.pop("out"), **opts)))
         return 0
     if args.command == "export":
-        from .exporting.exporter import export
+        from .exporting.exporter import export, report_only
+        if opts.pop("report_only"):
+            print(report_summary(report_only(opts.pop("run"))))
+            return 0
         print(export_summary(export(opts.pop("run"), **opts)))
         return 0
     if args.command == "bench":
         from .benchmarking.session import benchmark
         return bench_exit(benchmark(opts.pop("path"), **opts))
+    if args.command == "device":
+        from .benchmarking.emulated import build
+        runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+        print(emulator_usage(build(args.dir, runtimes, args.arch), args.arch, args.dir))
+        return 0
     from .pipeline import demo, run
     result = run(opts.pop("data"), **opts) if args.command == "run" else \
         demo(args.out, target=args.target, overwrite=args.overwrite)

@@ -30,6 +30,8 @@ def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", 
     wanted = {"model": model or "efficientnet_lite0", "img_size": img_size or profile.img_size,
               **({"epochs": epochs} if epochs else {}), **(train_options or {})}
     export_opts = dict(formats=profile.formats, precisions=profile.precisions, quant=quant,
+                       **({"max_int8_drop": profile.max_int8_drop}
+                          if profile.max_int8_drop is not None else {}),
                        **(export_options or {}))
     skipped, result = [], {}
     with RunLock(out):

@@ -32,7 +32,19 @@ def export_summary(manifest: dict) -> str:
                       "-" if a["test_top1"] is None else f"{a['test_top1']:.4f}", agree,
                       p["reference"], a.get("runtime", "not run here"))
     ref = ", ".join(f"{k} {v:.4f}" for k, v in manifest["reference_top1"].items())
-    return render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
+    text = render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
+    q = manifest.get("quantization")
+    if q:
+        steps = ", ".join(s["step"] for s in q["mitigation"]) or "none needed"
+        text += (f"\nint8 ({q['method']}, {q['weight_range']}-range weights): validation drop "
+                 f"{q['val_drop_points']:.2f} points (budget {q['max_int8_drop']}); mitigation: "
+                 f"{steps}; float blocks: {', '.join(q['float_blocks']) or 'none'}")
+    return text
+
+
+def report_summary(report: dict) -> str:
+    from .exporting.quant_report import summary_lines
+    return "\n".join(summary_lines(report))
 
 
 def bench_exit(result: dict) -> int:
@@ -50,3 +62,14 @@ def bench_exit(result: dict) -> int:
             if not c["passed"]), file=sys.stderr)
         return 1
     return 1 if failed else 0
+
+
+def emulator_usage(launcher, arch: str, folder) -> str:
+    env = f"EDGETL_EMULATED_DIR={folder} " if folder else ""
+    return (f"emulated {arch} device ready: {launcher} is its Python (qemu, Debian 12 userland)\n"
+            f"  check a run's builds on ARM:  {env}edgetl bench RUN --target "
+            "raspberry-pi-5-emulated\n"
+            f"  or any build:                 {env}edgetl bench RUN --device emulated:{arch}\n"
+            f"  as an SSH device's Python:    --device ssh://user@host --python {launcher}\n"
+            "Accuracy and agreement come from ARM kernels; latency under emulation is not "
+            "measured.")

@@ -44,7 +44,7 @@ def test_qat_on_fewer_images_than_a_batch_finishes(small_run, tmp_path):
     assert res.returncode in (0, 2), res.stderr[-2000:]     # 2: a parity miss, reported
     assert (run / "export" / "manifest.json").is_file() and time.time() - t0 < 300
     log = (run / "export" / "export.log").read_text()
-    assert "QAT: scales from 10 clean images, then 1 steps" in log
+    assert "QAT: 1 steps (2.00 epochs" in log
 
 
 def test_sigterm_stops_an_export_within_seconds_leaving_the_old_one(small_run, tmp_path):

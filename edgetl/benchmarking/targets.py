@@ -14,7 +14,8 @@ SHIPPED = Path(__file__).resolve().parents[2] / "targets"        # source checko
 PACKAGED = Path(__file__).resolve().parents[1] / "profiles"      # wheel installs
 KEYS = {"name": str, "description": str, "device": str, "python": str, "img_size": int,
         "threads": int, "latency_budget_ms": (int, float), "min_top1": (int, float),
-        "builds": list}
+        "max_int8_drop": (int, float), "peak_fp32_gflops": (int, float),
+        "peak_int8_gops": (int, float), "peak_source": str, "builds": list}
 BUILD_KEYS = {"build": str, "runtime": str, "latency_budget_ms": (int, float),
               "min_top1": (int, float)}
 
@@ -44,6 +45,10 @@ class Target:
     img_size: int = 224
     threads: int = 1
     description: str = ""
+    max_int8_drop: float | None = None   # the export's int8 budget for this device (points)
+    peak_fp32_gflops: float | None = None  # published peaks: the predicted floor of rows
+    peak_int8_gops: float | None = None    # measured on an emulated CPU
+    peak_source: str = ""
     builds: list = field(default_factory=list)
 
     @property
@@ -87,9 +92,16 @@ def load_target(name_or_path) -> Target:
         raise ConfigError(f"{path}: 'builds' is empty; list at least one [[builds]] entry")
     target = Target(name=raw["name"], path=str(path), device=raw.get("device", "local"),
                     python=raw.get("python", "python3"), img_size=raw.get("img_size", 224),
-                    threads=raw.get("threads", 1), description=raw.get("description", ""))
+                    threads=raw.get("threads", 1), description=raw.get("description", ""),
+                    max_int8_drop=raw.get("max_int8_drop"),
+                    peak_fp32_gflops=raw.get("peak_fp32_gflops"),
+                    peak_int8_gops=raw.get("peak_int8_gops"), peak_source=raw.get("peak_source", ""))
     check_number("img_size", target.img_size, int, 32, 2048, where=str(path))
     check_number("threads", target.threads, int, 1, 1024, where=str(path))
+    for key, high in (("max_int8_drop", 100), ("peak_fp32_gflops", 1e6), ("peak_int8_gops", 1e6)):
+        if getattr(target, key) is not None:
+            check_number(key, getattr(target, key), float, 0, high, key != "max_int8_drop",
+                         str(path))
     target.builds = [_build(b, raw, path, i) for i, b in enumerate(raw["builds"])]
     parse_device(target.device, where=f"{path}: 'device'")
     return target

@@ -4,7 +4,7 @@ marker (only those are ever deleted); one process at a time holds a run (a lock)
     RUN/train/    model.safetensors config.json metrics.json split.json curves.png train.log
                   cache/ resume.safetensors best.safetensors
     RUN/export/   manifest.json calibration.json quant_params.json quant_report.json
-                  quant_report.png export.log <build>/ (one bundle per build)
+                  quant_report.png int8_graph.safetensors export.log <build>/ (one bundle each)
     RUN/bench/    report.json report.md latency_vs_accuracy.png bench.log history/
 """
 import fcntl
@@ -43,6 +43,7 @@ class ExportFiles:
     quant_params = property(lambda s: s.dir / "quant_params.json")
     quant_report = property(lambda s: s.dir / "quant_report.json")
     quant_plot = property(lambda s: s.dir / "quant_report.png")
+    int8_graph = property(lambda s: s.dir / "int8_graph.safetensors")
     log = property(lambda s: s.dir / "export.log")
 
     def bundle(self, name: str) -> Path:

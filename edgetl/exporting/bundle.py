@@ -13,6 +13,12 @@ from .calibration import select
 
 RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"
 SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt": ".onnx"}
+# x86 CPUs without VNNI (AVX2, AVX-512F) multiply u8 x s8 pairs into saturating int16; with
+# full-range int8 weights onnxruntime's default kernels overflow there. This option makes it use
+# exact u8 x u8 kernels (tests/test_emulated_cpu.py shows both on an emulated Haswell); on CPUs
+# with VNNI it only slows int8 down, so the runner sets it where the CPU lacks VNNI. Anyone
+# loading the .onnx with their own code on such a CPU must set it too.
+ORT_INT8_OPTIONS = {"x86_without_vnni": {"session.x64quantprecision": "1"}}
 
 
 def eval_images(samples: list, spec) -> tuple:
@@ -72,9 +78,12 @@ def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, lab
                 "macs": meta.get("macs"),
                 "source_checkpoint_sha256": meta["source_checkpoint_sha256"],
                 "edgetl_version": meta["edgetl_version"]}
+    if build.format == "onnx" and build.precision == "int8":
+        manifest["runtime_options"] = {"onnxruntime": ORT_INT8_OPTIONS}
     if build.format == "tensorrt":
+        floats = (meta.get("quantization") or {}).get("float_blocks", [])
         manifest["tensorrt"] = tensorrt.write_bundle_files(folder, model_file, build.precision,
-                                                           spec.img_size)
+                                                           spec.img_size, floats)
     seal(folder, manifest)
     return manifest
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 
-import numpy as np
+import onnx
 import torch
 
 from .. import bundle_runner
@@ -20,13 +20,11 @@ from ..models import load_checkpoint
 from ..training.config import TrainConfig, saved_settings
 from ..training.data import load_split
 from ..training.fingerprint import changed_files
-from . import calibration, parity, qat, tensorrt, tflite
+from . import calibration, int8, onnx_ort, parity, quant_report, tensorrt, tflite
 from . import onnx as onnx_export
 from .bundle import eval_images, write_bundle
 from .options import ExportOptions
-from .quantize import quant_params
 
-DEFAULT_CALIB_SIZE = 256
 
 
 def export(run, overwrite=False, **options) -> dict:
@@ -87,23 +85,29 @@ def _export_into(work, layout, opts, start) -> dict:
     checkpoint_hash = sha256(ckpt)
     base_meta = {"edgetl_version": VERSION, "source_checkpoint_sha256": checkpoint_hash,
                  "spec": spec.to_dict(), "macs": count_macs(model, spec.img_size)}
-    ref = {"fp32": torch_logits(model, images, spec)}
-    converted, qinfo = None, None
-    builds = opts.builds()
+    ref = {"fp32": parity.torch_logits(model, images, spec)}
+    builds, decision = opts.builds(), None
     if any(b.precision == "int8" for b in builds):
-        converted, qinfo = _quantize(model, spec, cfg, splits, work, log, opts)
-        ref["int8"] = torch_logits(converted, images, spec)
+        val_images, val_labels = eval_images(splits.val, spec)
+        val = (val_images, val_labels, parity.torch_logits(model, val_images, spec))
+        decision = int8.quantize(model, spec, cfg, splits, work, log, opts, val)
+        ref["int8"] = parity.torch_logits(decision.converted, images, spec)
     ref["fp16"] = ref["fp32"]
+    qinfo = decision and decision.info
+    budget_miss = int8.misses_budget(decision) if decision else ""
     artifacts, graphs = [], {}
     for build in builds:
         t0 = time.time()
-        source = converted if build.precision == "int8" else model
+        source = decision.converted if build.precision == "int8" else model
         meta = {**base_meta, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "quantization": qinfo if build.precision == "int8"
                 else None}
         artifact = _one_build(build, source, spec, meta, graphs, images, labels, ref,
                               opts.bundle_size, work)
         artifact["seconds"] = round(time.time() - t0, 1)
+        if build.precision == "int8" and artifact["test_top1"] is not None:
+            artifact["drop_points"] = round(100 * (parity.top1(ref["fp32"], labels)
+                                                   - artifact["test_top1"]), 2)
         log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
                  _fmt(artifact["test_top1"]), _fmt(artifact["parity"].get("top1_agreement")),
                  artifact["seconds"])
@@ -112,8 +116,10 @@ def _export_into(work, layout, opts, start) -> dict:
                 "settings": opts.record(), "eval_split": "test" if splits.test else "val",
                 "n": len(labels), "reference_top1": {k: parity.top1(v, labels)
                                                      for k, v in ref.items()},
-                "quantization": qinfo and {k: v for k, v in qinfo.items() if k != "params"},
-                "artifacts": artifacts, "failed": _failures(artifacts),
+                "reference_predictions": {k: ref[k].argmax(-1).tolist() for k in ("fp32", "int8")
+                                          if k in ref},
+                "quantization": qinfo, "artifacts": artifacts,
+                "failed": _failures(artifacts) + ([budget_miss] if budget_miss else []),
                 "wall_seconds": round(time.time() - start, 1)}
     write_json(work.manifest, manifest)
     return manifest
@@ -129,28 +135,6 @@ def _failures(artifacts) -> list:
             for a in artifacts if a["parity"].get("passed") is False]
 
 
-def _quantize(model, spec, cfg, splits, work, log, opts):
-    t0 = time.time()
-    quant, observer, weight_range = opts.quant, opts.observer, opts.weight_range
-    size = opts.calib_size or min(DEFAULT_CALIB_SIZE, len(splits.train))
-    chosen = calibration.select(splits.train, size, len(spec.labels), cfg.seed)
-    calibration.write_manifest(work.calibration, chosen, cfg.seed,
-                               "minmax" if quant == "qat" else observer)
-    if quant == "qat":
-        converted = qat.qat(model, spec, cfg, splits.train, chosen, opts.qat_epochs,
-                            weight_range, log=log)
-        info = {"method": "qat", "qat_epochs": opts.qat_epochs, "scales": "min-max over "
-                "the calibration set, frozen before training", "calibration": "calibration.json"}
-    else:
-        converted = qat.ptq(model, spec, chosen, observer, weight_range, log=log)
-        info = {"method": "ptq", "observer": observer, "calibration": "calibration.json"}
-    info["calib_size"] = len(chosen)
-    params = quant_params(converted, weight_range)
-    write_json(work.quant_params, params)
-    return converted, {**info, "scheme": params["scheme"], "params": "quant_params.json",
-                       "seconds": round(time.time() - t0, 1)}
-
-
 def count_macs(model, img_size: int) -> int:
     """Multiply-accumulates of one image through the float model (the roofline's numerator)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -158,18 +142,6 @@ def count_macs(model, img_size: int) -> int:
     with torch.no_grad(), counter:
         model.eval()(torch.zeros(1, 3, img_size, img_size))
     return int(counter.get_total_flops() // 2)
-
-
-def torch_logits(model, images, spec, batch=64) -> np.ndarray:
-    """A PyTorch model's logits on uint8 crops, fed exactly as the bundles feed their models."""
-    manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
-                "input": {"layout": "NCHW", "dtype": "float32"}}
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(bundle_runner.to_input(images[i:i + batch], manifest))
-            out.append(model(x).float().numpy())
-    return np.concatenate(out)
 
 
 def _model_bytes(build, source, spec, meta, graphs: dict) -> bytes:
@@ -180,6 +152,8 @@ def _model_bytes(build, source, spec, meta, graphs: dict) -> bytes:
         graphs[key] = tflite.convert(source, build.precision, spec.img_size, layout) \
             if build.format == "tflite" else \
             onnx_export.build(source, build.precision, spec.img_size, metadata=meta)
+    if build.format == "onnx" and build.precision == "int8":      # onnxruntime's own form
+        return onnx_ort.for_onnxruntime(onnx.load_from_string(graphs[key])).SerializeToString()
     if build.format != "tflite":
         return graphs[key]
     return tflite.finish(graphs[key], "float" if build.variant == "float-io" else "int8", meta)
@@ -187,7 +161,7 @@ def _model_bytes(build, source, spec, meta, graphs: dict) -> bytes:
 
 def _one_build(build, source, spec, meta, graphs, images, labels, ref, bundle_size, work):
     data = _model_bytes(build, source, spec, meta, graphs)
-    if build.format in ("onnx", "tensorrt") and build.precision == "int8":
+    if build.format == "tensorrt" and build.precision == "int8":
         onnx_export.check_tensorrt_ready(data, f"{build.name} (QDQ ONNX)")
     reference = ref["int8" if build.precision == "int8" else "fp32"]
     folder = work.bundle(build.name)
@@ -214,3 +188,24 @@ def _one_build(build, source, spec, meta, graphs, images, labels, ref, bundle_si
             "runtime_version": model.version,
             "held_out_predictions": logits.argmax(-1).tolist(),
             "parity": parity.check(logits, reference, build.precision)}
+
+
+def report_only(run) -> dict:
+    """Rewrite RUN/export/quant_report.json (+ .png) from the export's own int8 graph and
+    calibration set; nothing else changes."""
+    layout = RunLayout(run)
+    files = layout.export
+    if not files.int8_graph.is_file():
+        raise RunError(f"{files.int8_graph} not found: export int8 builds first ('edgetl export "
+                       f"{run} --precision int8')")
+    with RunLock(run):
+        model, spec, _ = load_checkpoint(layout.train.checkpoint)
+        graph = int8.load_graph(files.int8_graph, model, spec)
+        probe = int8.report_batches(calibration.replay(files.calibration), spec)
+        report = quant_report.analyse(graph, probe)
+        old = read_json(files.quant_report) if files.quant_report.is_file() else {}
+        report["decision"] = old.get("decision")
+        write_json(files.quant_report, report)
+        quant_report.plot(report, files.quant_plot)
+    return report
+

@@ -16,8 +16,17 @@ class ExportOptions:
     qat_epochs: float = 0.3
     calib_size: int | None = None       # None: 256, or the whole train split if smaller
     observer: str = "minmax"            # PTQ observer
-    weight_range: str = "reduced"       # reduced [-63, 63] | full [-127, 127]
+    weight_range: str = "full"          # full [-127, 127] | reduced [-63, 63]
     bundle_size: int = 100              # images in each bundle's evaluation set
+    max_int8_drop: float | None = 0.5   # points of validation top-1 int8 may lose; None: any
+    mitigate: bool = True               # when int8 misses the budget: float blocks, more QAT
+    float_blocks: tuple = ()            # blocks kept in float from the start ('features.1')
+
+    def __post_init__(self):
+        """--float-blocks comes as 'a,b': kept as a tuple of names."""
+        blocks = self.float_blocks.split(",") if isinstance(self.float_blocks, str) else \
+            self.float_blocks
+        object.__setattr__(self, "float_blocks", tuple(b.strip() for b in blocks if b.strip()))
 
     def validate(self) -> "ExportOptions":
         self.builds()
@@ -32,6 +41,10 @@ class ExportOptions:
         check_number("--bundle-size", self.bundle_size, int, 1)
         if self.calib_size is not None:
             check_number("--calib-size", self.calib_size, int, 1)
+        if self.max_int8_drop is not None:
+            check_number("--max-int8-drop", self.max_int8_drop, float, 0, 100)
+        if not isinstance(self.mitigate, bool):
+            raise ConfigError(f"mitigate={self.mitigate!r}: must be true or false")
         return self
 
     def builds(self) -> list:
@@ -41,4 +54,5 @@ class ExportOptions:
         """What the manifest keeps: the builds by name and every other option."""
         d = asdict(self)
         del d["formats"], d["precisions"]
+        d["float_blocks"] = list(self.float_blocks)
         return {"builds": [b.name for b in self.builds()], **d}

@@ -1,17 +1,19 @@
 """PT2E quantization with ONE scheme that every target accepts (TFLite, ONNX QDQ, TensorRT):
 
-- weights: int8, symmetric, per output channel (axis 0), zero point 0, range [-63, 63]
-  ("reduced", the default) or [-127, 127] ("full")
+- weights: int8, symmetric, per output channel (axis 0), zero point 0, range [-127, 127]
+  ("full", the default) or [-63, 63] ("reduced")
 - activations: int8, symmetric, per tensor, zero point 0, range [-128, 127]
 
-Why 7-bit weights by default: x86 CPUs without VNNI (AVX2, AVX-512F) multiply u8 x s8 pairs into
-saturating int16 (vpmaddubsw); with full-range weights onnxruntime's int8 kernels overflow there
-and disagree with the model (measured in tests/test_export.py). Reduced-range weights are still
-int8 symmetric per-channel, so TFLite and TensorRT take the very same scales.
+Full-range weights everywhere: x86 CPUs without VNNI (AVX2, AVX-512F) multiply u8 x s8 pairs into
+saturating int16, so onnxruntime's default int8 kernels overflow there with full-range weights;
+the ONNX bundles therefore carry onnxruntime's `session.x64quantprecision` option, which selects
+exact kernels on such CPUs (tests/test_emulated_cpu.py runs both on an emulated Haswell). The
+7-bit range stays available for runtimes that cannot be told so.
 
 QAT (`prepare_qat`) and PTQ calibration (`prepare_ptq`) both fold batch norm, then annotate
 through litert-torch's PT2E quantizer (TFLite-friendly fusions) with this scheme, plus shared
-scales through padding, so the converted graph stays fully integer. `convert` freezes them.
+scales through padding, so the converted graph stays fully integer. `convert` freezes the
+scales. (Mixed precision is decided on the converted graph: see int8.py.)
 
 Clipped activations (ReLU6 = hardtanh(0, 6)) share their producer's scale. litert-torch sizes
 that scale from the producer's raw output (a convolution's pre-activation range, e.g. +-84), which
@@ -26,12 +28,13 @@ import torch
 from torch.fx import Node
 
 from .compat import ensure_pattern_export
+from .layers import op_name as _op_name
 
 OBSERVERS = ("minmax", "histogram")
 WEIGHT_RANGES = {"reduced": 63, "full": 127}
 
 
-def scheme(weight_range: str = "reduced") -> dict:
+def scheme(weight_range: str = "full") -> dict:
     q = WEIGHT_RANGES[weight_range]
     return {"weights": f"int8 symmetric per-channel (axis 0), zero point 0, [-{q}, {q}]",
             "activations": "int8 symmetric per-tensor, zero point 0, [-128, 127]",
@@ -75,7 +78,7 @@ def _weight_spec(qat: bool, weight_range: str):
                             qscheme=torch.per_channel_symmetric, observer_or_fake_quant_ctr=ctr)
 
 
-def make_quantizer(qat: bool, observer: str = "minmax", weight_range: str = "reduced"):
+def make_quantizer(qat: bool, observer: str = "minmax", weight_range: str = "full"):
     """litert-torch's PT2E quantizer, global config = the one edgetl scheme."""
     ensure_pattern_export()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, QuantizationConfig
@@ -146,11 +149,6 @@ def share_scales_through(model: torch.fx.GraphModule, op_names: set) -> None:
             input_qspec_map={prev: shared}, output_qspec=shared, _annotated=True)
 
 
-def _op_name(target) -> str:
-    """'constant_pad_nd.default' for torch.ops.aten.constant_pad_nd.default."""
-    return getattr(target, "__name__", str(target))
-
-
 def export_for_quant(model: torch.nn.Module, example: tuple) -> torch.fx.GraphModule:
     """torch.export with a dynamic batch dimension (training and calibration batches vary)."""
     batch = torch.export.Dim("batch", min=1, max=1024)
@@ -159,7 +157,7 @@ def export_for_quant(model: torch.nn.Module, example: tuple) -> torch.fx.GraphMo
 
 
 def prepare_qat(model: torch.nn.Module, example: tuple,
-                weight_range: str = "reduced") -> torch.fx.GraphModule:
+                weight_range: str = "full") -> torch.fx.GraphModule:
     """Trainable fake-quantized graph: batch norm folded into the convolutions first (its
     fine-tuned statistics stay frozen), the same annotation as PTQ, fake quantizers in place of
     observers. Calibrated this graph IS the PTQ model; QAT then moves the weights to suit the
@@ -185,7 +183,7 @@ def freeze_activation_scales(prepared) -> None:
 
 
 def prepare_ptq(model: torch.nn.Module, example: tuple, observer: str = "minmax",
-                weight_range: str = "reduced"):
+                weight_range: str = "full"):
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
     model = copy.deepcopy(model).eval()
     return prepare_pt2e(export_for_quant(model, example),

@@ -17,10 +17,13 @@ def trtexec_line(onnx_name: str, precision: str, img_size: int, max_batch: int) 
             f"--maxShapes={shape.format(max_batch)}").replace("  ", " ")
 
 
-def settings(precision: str, img_size: int, max_batch: int = 8) -> dict:
+def settings(precision: str, img_size: int, max_batch: int = 8, float_blocks=()) -> dict:
+    """The engine's build settings. int8: explicit quantization, so the QDQ placement decides
+    each layer's precision; layers without QDQ (the float blocks) run at fp16."""
     return {"precision": precision, "input": "input", "min_batch": 1, "opt_batch": 1,
             "max_batch": max_batch, "img_size": img_size, "workspace_mb": 1024,
             "explicit_quantization": precision == "int8",
+            "float_blocks": list(float_blocks) if precision == "int8" else [],
             "builder_flags": {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}.get(precision, [])}
 
 
@@ -34,9 +37,10 @@ def available() -> bool:
         return False
 
 
-def write_bundle_files(folder: Path, onnx_name: str, precision: str, img_size: int) -> dict:
+def write_bundle_files(folder: Path, onnx_name: str, precision: str, img_size: int,
+                       float_blocks=()) -> dict:
     """build_engine.py, build_settings.json and the trtexec line; returns the settings."""
-    conf = settings(precision, img_size)
+    conf = settings(precision, img_size, float_blocks=float_blocks)
     (folder / "build_engine.py").write_text(BUILD_SCRIPT.read_text())
     (folder / "build_settings.json").write_text(json.dumps(conf, indent=2) + "\n")
     (folder / "trtexec.sh").write_text("#!/bin/sh\n" + trtexec_line(

@@ -1,0 +1,170 @@
+"""int8 that keeps its accuracy: the quantization report, the accuracy budget with its fixed
+mitigation order, float blocks carried identically into every format, int8 weights on disk."""
+import json
+import shutil
+import subprocess
+import sys
+
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import edgetl
+from edgetl.core.files import sha256
+from edgetl.exporting import tflite_graph
+from edgetl.exporting import onnx as onnx_export
+
+
+def _copy_train(exported, dest):
+    run, _ = exported
+    shutil.copytree(run / "train", dest / "train")
+    return dest
+
+
+def _artifact(manifest, name):
+    return next(a for a in manifest["artifacts"] if a["name"] == name)
+
+
+def test_every_int8_export_writes_a_report_that_names_layers_and_ranges(exported):
+    run, manifest = exported
+    report = json.loads((run / "export" / "quant_report.json").read_text())
+    assert (run / "export" / "quant_report.png").stat().st_size > 10_000
+    acts = [t for t in report["tensors"] if t["tensor"] == "activation"]
+    weights = [t for t in report["tensors"] if t["tensor"] == "weight"]
+    layers = {t["layer"] for t in report["tensors"]}
+    assert {"input", "features.0", "features.1.project", "classifier"} <= layers
+    assert all(1 <= t["levels_used"] <= 256 and 0 <= t["saturated_pct"] <= 100 for t in acts)
+    assert all(t["cumulative_sqnr_db"] <= t["sqnr_db"] + 1e-6 or t["layer"] == "input"
+               for t in acts[:3])                   # error only accumulates at the start
+    assert all(t["range"] == [-127, 127] and t["sqnr_db"] > 20 for t in weights)
+    assert [b["block"] for b in report["blocks"]][:2] == ["features.0", "features.1"]
+    assert report["sensitivity"] and all("output_sqnr_gain_db" in s
+                                          for s in report["sensitivity"])
+    assert 0 < report["output"]["sqnr_db"] < 99
+    assert manifest["quantization"]["report"] == "quant_report.json"
+    assert "output SQNR" in (run / "export" / "export.log").read_text()
+
+
+def test_report_only_rewrites_the_report_and_nothing_else(exported, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(exported[0], run)
+    before = {p: sha256(p) for p in (run / "export").rglob("*") if p.is_file()
+              and not p.name.startswith("quant_report")}
+    (run / "export" / "quant_report.json").unlink()
+    res = subprocess.run([sys.executable, "-m", "edgetl", "export", str(run), "--report-only"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "output SQNR" in res.stdout
+    again = json.loads((run / "export" / "quant_report.json").read_text())
+    original = json.loads((exported[0] / "export" / "quant_report.json").read_text())
+    assert again["output"] == pytest.approx(original["output"])
+    assert again["decision"] is None or again["decision"] == original["decision"]
+    assert {p: sha256(p) for p in before} == before
+
+
+def test_float_blocks_are_carried_into_every_format(exported, tmp_path):
+    run = _copy_train(exported, tmp_path / "run")
+    m = edgetl.export(run, formats="onnx,tflite,tensorrt", precisions="int8",
+                      float_blocks="features.1", max_int8_drop=None, qat_epochs=0.5,
+                      bundle_size=12)
+    assert m["quantization"]["float_blocks"] == ["features.1"]
+    for a in m["artifacts"]:
+        if a["format"] != "tensorrt":
+            assert a["parity"]["passed"], a
+    tfl = tflite_graph.op_inventory((run / _artifact(m, "tflite-int8")["path"]).read_bytes())
+    assert tfl["float_ops"].get("CONV_2D", 0) + tfl["float_ops"].get("DEPTHWISE_CONV_2D", 0) \
+        == 2                                  # features.1: a depthwise and a 1x1 conv
+    assert tfl["ops"]["DEQUANTIZE"] >= 1 and tfl["ops"]["QUANTIZE"] >= 1
+    proto = onnx.load(str(run / _artifact(m, "onnx-int8")["path"]))
+    inits = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    float_conv_weights = [n for n in proto.graph.node if n.op_type == "Conv"
+                          and n.input[1] in inits and inits[n.input[1]].dtype.kind == "f"]
+    assert len(float_conv_weights) == 2       # no Q/DQ around the float block's weights
+    settings = json.loads((run / "export" / "tensorrt-int8" / "build_settings.json").read_text())
+    assert settings["float_blocks"] == ["features.1"]
+
+
+def test_an_unknown_float_block_is_one_line(exported, tmp_path):
+    run = _copy_train(exported, tmp_path / "run")
+    with pytest.raises(edgetl.ConfigError, match="--float-blocks features.99: not a block.*"
+                                                 "features.0, features.1"):
+        edgetl.export(run, formats="onnx", precisions="int8", float_blocks="features.99",
+                      qat_epochs=0.0)
+
+
+def test_int8_onnx_stores_int8_weights_and_tensorrt_checks_it(exported):
+    run, manifest = exported
+    for name in ("onnx-int8", "tensorrt-int8"):
+        proto = onnx.load(str(run / _artifact(manifest, name)["path"]))
+        inits = {i.name for i in proto.graph.initializer}
+        assert not [n for n in proto.graph.node if n.op_type == "QuantizeLinear"
+                    and n.input[0] in inits], name
+        assert _artifact(manifest, name)["size_bytes"] <= \
+            0.30 * _artifact(manifest, "onnx-fp32")["size_bytes"], name
+    data = (run / _artifact(manifest, "tensorrt-int8")["path"]).read_bytes()
+    proto = onnx.load_from_string(data)
+    assert onnx_export.tensorrt_readiness(data) == []
+    node = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear"
+                and n.input[0] in inits)             # a weight: put a run-time Q back
+    w = next(i for i in proto.graph.initializer if i.name == node.input[0])
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w).astype("float32"), "wf"))
+    proto.graph.node.insert(0, onnx.helper.make_node("QuantizeLinear", ["wf", node.input[1],
+                                                                       node.input[2]],
+                                                     [node.input[0]], axis=0))
+    problems = onnx_export.tensorrt_readiness(proto.SerializeToString())
+    assert any("store it as int8" in p for p in problems)
+
+
+def test_a_missed_budget_mitigates_in_order_then_fails_with_one_line(exported, tmp_path):
+    """Scales calibrated on one image: int8 loses accuracy on validation. Every step runs in
+    the fixed order, each is recorded, and a budget still missed fails the export naming the
+    drop; the builds are written all the same."""
+    run = _copy_train(exported, tmp_path / "run")
+    try:
+        m = edgetl.export(run, formats="onnx", precisions="int8", quant="ptq", calib_size=1,
+                          max_int8_drop=0.0, bundle_size=8)
+        missed = None
+    except edgetl.ParityError as e:
+        m, missed = e.manifest, str(e)
+    q = m["quantization"]
+    steps = [s["step"] for s in q["mitigation"]]
+    assert steps == ["float-block-1", "float-block-2", "float-block-3", "more-qat"][:len(steps)]
+    assert len(q["float_blocks"]) == min(len(steps), 3)
+    if missed is None:
+        assert q["val_drop_points"] <= 0.0
+    else:
+        assert "\n" not in missed and "points of top-1 on the validation split" in missed
+        assert steps == ["float-block-1", "float-block-2", "float-block-3", "more-qat"]
+        assert (run / "export" / "onnx-int8" / "model.onnx").is_file()
+    assert (run / "export" / "quant_report.json").is_file()
+
+
+def test_the_onnxruntime_build_runs_integer_end_to_end_and_equals_the_tensorrt_form(exported):
+    """onnx-int8 is the same arithmetic as the zero-point-0 QDQ file TensorRT gets, in the form
+    onnxruntime fuses: every convolution and add integer, no float islands left."""
+    import collections
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgetl import bundle_runner
+    run, manifest = exported
+    logits, ops = {}, {}
+    for name in ("onnx-int8", "tensorrt-int8"):
+        folder = run / "export" / name
+        bundle = json.loads((folder / "manifest.json").read_text())
+        opts = ort.SessionOptions()
+        opts.optimized_model_filepath = str(folder.parent.parent / f"{name}-optimized.onnx")
+        sess = ort.InferenceSession(str(folder / bundle["model_file"]), opts,
+                                    providers=["CPUExecutionProvider"])
+        images = np.load(run / "export" / "onnx-int8" / "eval.npz")["images"]
+        logits[name] = sess.run(None, {"input": bundle_runner.to_input(images, {
+            **bundle, "input": {"layout": "NCHW", "dtype": "float32"}})})[0]
+        ops[name] = collections.Counter(n.op_type for n in onnx.load(
+            opts.optimized_model_filepath).graph.node)
+    convs = sum(1 for n in onnx.load(str(run / _artifact(manifest, "onnx-fp32")["path"]))
+                .graph.node if n.op_type == "Conv")
+    assert ops["onnx-int8"]["QLinearConv"] == convs and "Conv" not in ops["onnx-int8"]
+    assert ops["onnx-int8"]["DequantizeLinear"] <= 2 and ops["onnx-int8"]["QuantizeLinear"] <= 2
+    assert "Add" not in ops["onnx-int8"]                     # QLinearAdd
+    assert (logits["onnx-int8"].argmax(-1) == logits["tensorrt-int8"].argmax(-1)).mean() >= 0.95
