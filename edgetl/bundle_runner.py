@@ -127,7 +127,7 @@ class TFLiteModel:
 
 
 class OnnxModel:
-    def __init__(self, path, threads=None, runtime="onnxruntime", batch=1):
+    def __init__(self, path, threads=None, runtime="onnxruntime", batch=1, options=None):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -141,15 +141,39 @@ class OnnxModel:
                                  f"(available: {', '.join(ort.get_available_providers())})")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        self.options = {}
+        for condition, entries in (options or {}).items():    # the manifest's runtime_options
+            if condition == "always" or (condition == "x86_without_vnni" and
+                                         x86_without_vnni()):
+                self.options.update(entries)
+        for key, value in self.options.items():
+            opts.add_session_config_entry(key, value)
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(path, opts, providers=[provider])
         self.name = self.session.get_inputs()[0].name
         self.runtime, self.version = runtime or "onnxruntime", ort.__version__
-        self.provider = self.session.get_providers()[0]
+        self.provider = self.session.get_providers()[0] + "".join(
+            f" {k}={v}" for k, v in self.options.items())
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.name: x})[0]
+
+
+def x86_without_vnni() -> bool:
+    """An x86 CPU whose int8 dot products saturate (no AVX512-VNNI or AVX-VNNI), read from
+    CPUID as numpy sees it (so an emulated CPU is seen as it is emulated)."""
+    import platform
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return True                     # unknown: take the exact, slower kernels
+    return not (features.get("AVX512VNNI") or features.get("AVXVNNI"))
 
 
 def engine_cache_dir() -> str:
@@ -210,7 +234,8 @@ def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1)
                               f"{', '.join(TFLITE_RUNTIMES)}")
         return TFLiteModel(path, threads, runtime, batch)
     if manifest["format"] == "onnx":
-        return OnnxModel(path, threads, runtime, batch)
+        options = manifest.get("runtime_options", {}).get("onnxruntime")
+        return OnnxModel(path, threads, runtime, batch, options)
     if manifest["format"] == "tensorrt":
         return TensorRTModel(path, folder, manifest)
     raise BundleError(f"format {manifest['format']!r} has no standalone runner")
@@ -397,6 +422,7 @@ def _machine() -> dict:
         pass
     return {"hostname": platform.node(), "platform": platform.platform(),
             "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "emulated": os.environ.get("EDGETL_EMULATED") == "1",   # set by edgetl's launcher
             "usable_cpus": len(usable_cpus()), "cpu_flags": flags,
             "python": platform.python_version(), "numpy": np.__version__}
 

@@ -89,7 +89,7 @@ def test_every_artifact_carries_its_preprocessing(exported):
 
 def test_qdq_onnx_is_symmetric_and_tensorrt_ready(exported):
     run, manifest = exported
-    data = (run / _artifact(manifest, "onnx-int8")["path"]).read_bytes()
+    data = (run / _artifact(manifest, "tensorrt-int8")["path"]).read_bytes()
     model = onnx.load_from_string(data)
     onnx.checker.check_model(model)
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
@@ -108,7 +108,8 @@ def test_qdq_onnx_is_symmetric_and_tensorrt_ready(exported):
 
 def test_tensorrt_readiness_rejects_asymmetric_quantization(exported):
     run, manifest = exported
-    model = onnx.load_from_string((run / _artifact(manifest, "onnx-int8")["path"]).read_bytes())
+    model = onnx.load_from_string((run / _artifact(manifest, "tensorrt-int8")["path"])
+                                  .read_bytes())
     zero_points = {n.input[2] for n in model.graph.node
                    if n.op_type == "QuantizeLinear" and len(n.input) > 2}
     inits = [i for i in model.graph.initializer if i.name in zero_points]

@@ -27,9 +27,79 @@ def build(model, precision: str, img_size: int, layout: str = "NCHW",
     if precision == "fp16":
         model, example = copy.deepcopy(model).half(), example.half()
     proto = to_proto(model, example, "logits")
+    if precision == "int8":
+        store_int8_weights(proto)
+        unshare_quant_params(proto)
     onnx.helper.set_model_props(proto, {"edgetl": json.dumps(metadata or {})})
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def store_int8_weights(proto) -> int:
+    """Each float weight initializer feeding a QuantizeLinear (and the Clip to the weight range
+    the exporter puts after it) becomes the int8 tensor they would produce, rounded as the
+    PyTorch reference does: the file holds int8 weights and a DequantizeLinear only, a quarter
+    of the bytes. Returns how many."""
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    uses, users = {}, {}
+    for node in graph.node:
+        for name in node.input:
+            uses[name] = uses.get(name, 0) + 1
+            users.setdefault(name, []).append(node)
+    folded = 0
+    for node in list(graph.node):
+        if node.op_type != "QuantizeLinear" or node.input[0] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        zp = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 \
+            else np.zeros((), np.uint8)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * w.ndim
+        if scale.ndim:
+            shape[axis] = -1
+        info = np.iinfo(zp.dtype)
+        q = np.clip(np.round(w * (np.float32(1.0) / scale.reshape(shape))) + zp.reshape(shape),
+                    info.min, info.max)
+        out, after = node.output[0], users.get(node.output[0], [])
+        if len(after) == 1 and after[0].op_type == "Clip" and \
+                all(i in inits for i in after[0].input[1:]):
+            lo, hi = (numpy_helper.to_array(inits[i]) for i in after[0].input[1:3])
+            q, out = np.clip(q, lo, hi), after[0].output[0]
+            graph.node.remove(after[0])
+        graph.initializer.append(numpy_helper.from_array(q.astype(zp.dtype), out))
+        graph.node.remove(node)
+        for name in node.input:
+            uses[name] -= 1
+            if uses[name] == 0 and name in inits:
+                graph.initializer.remove(inits.pop(name))
+        folded += 1
+    return folded
+
+
+def unshare_quant_params(proto) -> None:
+    """Give each QuantizeLinear/DequantizeLinear its own scale and zero-point initializers. The
+    exporter shares equal ones (every ReLU6 output has the same scale); onnxruntime's
+    s8->u8 rewrite for x86 (session.x64quantprecision) then fails to load the model
+    ('Attempt to replace the existing tensor')."""
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    seen = set()
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        for j in (1, 2):
+            name = node.input[j] if j < len(node.input) else ""
+            if name not in inits:
+                continue
+            if name in seen:
+                copy_ = onnx.TensorProto()
+                copy_.CopyFrom(inits[name])
+                copy_.name = f"{name}_{node.output[0]}"
+                graph.initializer.append(copy_)
+                node.input[j] = copy_.name
+            seen.add(name)
 
 
 def read_metadata(data: bytes) -> dict:
@@ -64,6 +134,9 @@ def tensorrt_readiness(data: bytes) -> list:
             if scale is not None and scale.size > 1 and axis != 0 and is_weight:
                 problems.append(f"{node.name}: per-channel weight scale on axis {axis}, "
                                 "TensorRT needs axis 0 (output channels)")
+            if node.op_type == "QuantizeLinear" and is_weight:
+                problems.append(f"{node.name}: a float weight quantized at run time; store it "
+                                "as int8 with a DequantizeLinear only")
     return problems
 
 

@@ -16,4 +16,7 @@ def to_proto(model, example: torch.Tensor, output_name: str):
         program = torch.onnx.export(model, (example,), dynamo=True, opset_version=OPSET,
                                     dynamic_shapes=({0: batch},), input_names=["input"],
                                     output_names=[output_name], verbose=False)
-    return program.model_proto
+    proto = program.model_proto
+    for node in proto.graph.node:          # the exporter's debugging notes (stack traces, fx
+        del node.metadata_props[:]         # names): a tenth of an int8 file, no use to anyone
+    return proto
