@@ -1,73 +1,16 @@
 """Remote devices: the SSH path against a real OpenSSH server on 127.0.0.1 (throwaway keys,
 a Pi-like Python), its failure modes, and the adb benchmark_model parser on real output."""
 import getpass
-import os
-import shutil
-import socket
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 from edgetl.benchmarking import session
 from edgetl.benchmarking.adb import parse_benchmark_model
 
+from conftest import free_port
+
 QUICK = dict(warmup=1, iters=5, trials=2)
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> Path:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    if not os.path.exists(SSHD):
-        pytest.skip("openssh-server is not installed (.ci/run installs it)")
-    root = tmp_path_factory.mktemp("sshd")
-    host, client, stranger = (_keygen(root / n) for n in ("host_key", "client", "stranger"))
-    (root / "authorized_keys").write_text((root / "client.pub").read_text())
-    port = _free_port()
-    (root / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\n"
-        f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nStrictModes no\n"
-        f"PidFile {root / 'sshd.pid'}\nUsePAM no\nPermitRootLogin prohibit-password\n")
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", exist_ok=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")],
-                            stderr=open(root / "sshd.log", "w"))
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("sshd did not start: " + (root / "sshd.log").read_text())
-    (root / "known_hosts").write_text(f"[127.0.0.1]:{port} " + (root / "host_key.pub")
-                                      .read_text())
-    (root / "empty_known_hosts").write_text("")
-
-    def config(key=client, known="known_hosts", name="ssh_config") -> str:
-        path = root / name
-        path.write_text(f"Host edge-device 127.0.0.1\n  HostName 127.0.0.1\n  Port {port}\n"
-                        f"  User {getpass.getuser()}\n  IdentityFile {key}\n"
-                        f"  IdentitiesOnly yes\n  UserKnownHostsFile {root / known}\n"
-                        "  StrictHostKeyChecking yes\n")
-        return str(path)
-    yield {"port": port, "config": config, "stranger": stranger}
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 def test_bench_over_ssh_runs_the_bundle_with_the_devices_python(exported, sshd, pi_like_venv,
@@ -110,7 +53,7 @@ def test_ssh_faults_get_one_clear_line_and_the_report_is_kept(exported, sshd, pi
     elif case == "wrong key":
         kw["ssh_config"] = sshd["config"](key=sshd["stranger"], name="c3")
     elif case == "closed port":
-        kw["device"] = f"ssh://{getpass.getuser()}@127.0.0.1:{_free_port()}"
+        kw["device"] = f"ssh://{getpass.getuser()}@127.0.0.1:{free_port()}"
     elif case == "no python":
         kw["python"] = "/nonexistent/python3"
     elif case == "hang":                        # a runner that never answers

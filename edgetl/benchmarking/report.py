@@ -7,10 +7,20 @@ COLUMNS = ("build", "runtime", "prec", "MB", "top-1", "held-out", "agree", "p50 
            "p99", "FPS", "x floor", "int8 x", "spread %", "thr", "version", "provider")
 
 
-def add_floor(row: dict, peak: dict | None) -> None:
+def add_floor(row: dict, peak: dict | None, target=None) -> None:
     """floor_ms: the model's MACs at this machine's measured GEMM peak (int8 peak for int8
-    builds where measured); x_floor: how many times slower than that the build runs."""
+    builds where measured); x_floor: how many times slower than that the build runs. Rows from
+    an emulated CPU get the real target's predicted floor from its published peak instead."""
     macs, lat = row.get("macs"), row.get("latency_ms") or {}
+    if row.get("emulated"):
+        published = target and (target.peak_int8_gops if row.get("precision") == "int8"
+                                else target.peak_fp32_gflops)
+        row.update(floor_ms=None, x_floor=None)
+        if macs and published:
+            row.update(predicted_floor_ms=2 * macs / (published * 1e9) * 1000,
+                       floor_peak=f"published peak of {target.name}: {published:g} G"
+                                  f"{'OP' if row.get('precision') == 'int8' else 'FLOP'}/s")
+        return
     if not macs or not peak or "p50" not in lat:
         row.update(floor_ms=None, x_floor=None)
         return
@@ -44,15 +54,18 @@ def verdict(results: list, target) -> dict:
             checks.append({"build": b.build, "runtime": b.runtime, "passed": False,
                            "reason": reason})
             continue
-        p50, top1 = row["latency_ms"].get("p50", row["latency_ms"]["mean"]), row["top1"]
-        reasons = []
-        if p50 > b.latency_budget_ms:
+        top1, reasons = row["top1"], []
+        p50 = None if row.get("emulated") else row["latency_ms"].get("p50",
+                                                                      row["latency_ms"]["mean"])
+        if p50 is not None and p50 > b.latency_budget_ms:
             reasons.append(f"p50 {p50:.2f} ms > budget {b.latency_budget_ms:g} ms")
         if top1 is not None and top1 < b.min_top1:
             reasons.append(f"top-1 {top1:.4f} < min_top1 {b.min_top1:g}")
+        within = "within budget" if p50 is not None else \
+            "accuracy within budget (latency not measured: emulated CPU)"
         checks.append({"build": b.build, "runtime": b.runtime, "passed": not reasons,
                        "p50_ms": p50, "top1": top1, "latency_budget_ms": b.latency_budget_ms,
-                       "min_top1": b.min_top1, "reason": "; ".join(reasons) or "within budget"})
+                       "min_top1": b.min_top1, "reason": "; ".join(reasons) or within})
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
 
 
@@ -67,11 +80,17 @@ def cells(row: dict) -> dict:
     if row["status"] != "ok":
         c.update({"top-1": row["status"].upper(), "provider": row.get("error", "")[:60]})
         return c
+    if row.get("emulated"):
+        c.update({"p50 ms": "emul.", "x floor": f(row.get("predicted_floor_ms"), ".1f") + "ms"
+                  if row.get("predicted_floor_ms") else "-"})
+        lat, p50 = {}, None
     c.update({"top-1": f(row.get("top1"), ".3f"), "held-out": f(row.get("held_out_top1"), ".3f"),
-              "agree": f(row.get("top1_agreement"), ".3f"), "p50 ms": f(p50, ".2f"),
+              "agree": f(row.get("top1_agreement"), ".3f"),
+              **({} if row.get("emulated") else {"p50 ms": f(p50, ".2f"),
+                                                   "x floor": f(row.get("x_floor"), ".1f")}),
               "p90": f(lat.get("p90"), ".2f"), "p99": f(lat.get("p99"), ".2f"),
               "FPS": f(p50 and row.get("batch", 1) * 1000 / p50, ".0f"),
-              "x floor": f(row.get("x_floor"), ".1f"), "int8 x": f(row.get("int8_speedup"), ".2f"),
+              "int8 x": f(row.get("int8_speedup"), ".2f"),
               "spread %": f(lat.get("trial_spread_pct"), ".1f"), "thr": str(row.get("threads")),
               "version": str(row.get("runtime_version", "")),
               "provider": str(row.get("provider", ""))})
@@ -110,6 +129,8 @@ def table(result: dict) -> str:
 
 def _peak_line(machine) -> str:
     peak = machine.get("peak") or {}
+    if machine.get("emulated"):
+        return "emulated CPU: accuracy on its kernels; latency not measured"
     if not peak:
         return "roofline: no peak measured"
     i8 = peak.get("int8_gops")
@@ -140,6 +161,11 @@ def markdown(result: dict) -> str:
               "PyTorch reference (quantized graph for int8); int8 x is the fp32 row's p50 over "
               "the int8 row's in the same runtime; spread is the max-min of the per-trial p50s "
               "over their median."]
+    if any(r.get("emulated") for r in result["results"]):
+        lines += ["", "Rows from an emulated CPU (qemu) measure accuracy on the device's "
+                  "kernels; their latency is not measured (emulation timings mean nothing). "
+                  "Their x floor column is the predicted floor on the real device: the model's "
+                  "MACs at the profile's published peak."]
     if any(r.get("after_timeout") for r in result["results"]):
         lines += ["", "Rows marked after_timeout in report.json were measured after a run on "
                   "this device hit --timeout; the device bounds each run with `timeout`, but a "

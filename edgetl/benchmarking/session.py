@@ -88,6 +88,8 @@ def benchmark(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100,
         todo.append(("torch", None, None, "torch"))
     settings = dict(threads=threads, batch=batch, warmup=warmup, iters=iters,
                     min_seconds=min_seconds, trials=trials, device=str(device))
+    if not device.measures_latency:          # emulated: one accuracy pass, no timing
+        warmup, iters, min_seconds, trials = 0, 1, 0.0, 1
     ctx = Measurer(device, threads, batch, warmup, iters, min_seconds, timeout,
                    python or (target and device.kind == "ssh" and target.python), ssh_config,
                    adb_binary, path, bundles)
@@ -97,7 +99,7 @@ def benchmark(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100,
             results = ctx.run_all(todo, trials)
         machine = _machine(device, ctx.device_machine)
         for row in results:
-            report.add_floor(row, machine.get("peak"))
+            report.add_floor(row, machine.get("peak"), target)
         result = {"machine": machine, "settings": settings, "source": str(path),
                   "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
         if target:
@@ -148,11 +150,13 @@ class Measurer:
                 raise RunError(f"{folder}/manifest.json is missing or unreadable: re-run "
                                "'edgetl export' or copy the bundle again")
             args = runner_args(runtime, self.threads, self.batch, self.warmup, self.iters,
-                               self.min_seconds, 1, peak=self.device_machine is None,
-                               score=score)
+                               self.min_seconds, 1, peak=self.device_machine is None
+                               and self.device.measures_latency, score=score)
             row = self._on_device(folder, manifest, args)
-            measured = row.pop("machine", None)
+            measured = row.pop("machine", None) or {}
             self.device_machine = self.device_machine or measured
+            if measured.get("emulated"):
+                row["emulated"] = True
         if after_timeout and self.device.kind != "local":
             row["after_timeout"] = True     # an earlier run on this device hit --timeout
         return row
@@ -193,6 +197,11 @@ def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
         row.update(status="skipped" if isinstance(error, RuntimeUnavailable) else "failed",
                    error=str(error), format=manifest and manifest.get("format"),
                    precision=manifest and manifest.get("precision"))
+    elif trials[0].get("emulated"):             # accuracy only: emulated timings mean nothing
+        row.update({k: v for k, v in trials[0].items() if k not in ("latency_ms", "load_ms",
+                                                                      "first_inference_ms")},
+                   status="ok" if error is None else "failed", latency_ms=None,
+                   latency_note="not measured: emulated CPU")
     else:
         row.update(trials[0], status="ok" if error is None else "failed",
                    latency_ms=merge_trials([t["latency_ms"] for t in trials]),
@@ -252,7 +261,9 @@ def _machine(device, measured) -> dict:
             "python": platform.python_version()}
     if device.kind == "local":
         return {**here, **(measured or {}), "device": "local"}
-    return {"device": str(device), **(measured or {}), "host": here}
+    remote = {"processor": f"{(measured or {}).get('machine', '')} under qemu on this machine"} \
+        if device.kind == "emulated" else {}
+    return {"device": str(device), **remote, **(measured or {}), "host": here}
 
 
 def _cpu_name() -> str:

@@ -1,0 +1,81 @@
+"""An ARM edge device in every test run: a Debian 12 arm64 userland run by qemu-user, built once
+(cached in ~/.cache/edgetl) and reached over the real loopback sshd with its launcher as the
+device's Python, and as the local shortcut emulated:arm64. The bundles run on ARM kernels and
+must agree with the export as on x86; latency is never reported for them."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import edgetl
+from edgetl.benchmarking import emulated, session
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("qemu-aarch64-static") and shutil.which("debootstrap")),
+    reason="qemu-user-static and debootstrap are not installed (.ci/run installs them)")
+QUICK = dict(warmup=1, iters=2, trials=1)
+
+
+@pytest.fixture(scope="session")
+def arm64():
+    """The emulated device with tflite-runtime 2.14 and onnxruntime (aarch64 wheels)."""
+    return emulated.build(runtimes=["tflite-runtime", "onnxruntime"], log=lambda *_: None)
+
+
+def test_the_device_is_built_once_and_says_how_to_use_it(arm64):
+    res = subprocess.run([sys.executable, "-m", "edgetl", "device", "emulate", "arm64"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "emulated arm64 device ready" in res.stdout and "--device emulated:arm64" in res.stdout
+    assert "installing" not in res.stdout + res.stderr            # nothing rebuilt
+    out = subprocess.run([str(arm64), "-c", "import platform, tflite_runtime, onnxruntime; "
+                          "print(platform.machine(), tflite_runtime.__version__)"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["aarch64", "2.14.0"], out.stderr[-2000:]
+
+
+def test_bundles_run_on_arm_over_ssh_and_agree_with_the_export(exported, sshd, arm64,
+                                                              tmp_path):
+    run, manifest = exported
+    result = session.benchmark(run, device="ssh://edge-device", ssh_config=sshd["config"](),
+                               python=str(arm64), runtimes="tflite-runtime,onnxruntime",
+                               out=tmp_path / "b", **QUICK)
+    rows = {r["build"]: r for r in result["results"]}
+    for name in ("tflite-int8", "tflite-fp32", "tflite-int8-nhwc", "onnx-int8", "onnx-fp32"):
+        row = rows[name]
+        assert row["status"] == "ok", row
+        assert row["emulated"] and row["latency_ms"] is None
+        bundle = json.loads((run / "export" / name / "manifest.json").read_text())
+        assert row["top1"] == pytest.approx(bundle["eval_top1"], abs=0.051)
+        assert row["top1_agreement"] >= (0.995 if "fp32" in name else 0.95)
+    assert result["machine"]["machine"] == "aarch64" and result["machine"]["emulated"]
+    assert "emulated CPU" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_the_emulated_profile_gives_accuracy_verdicts_and_predicted_floors(exported, arm64,
+                                                                         tmp_path, capsys):
+    run, _ = exported
+    from edgetl import cli
+    code = cli.main(["bench", str(run), "--target", "raspberry-pi-5-emulated", "--out",
+                     str(tmp_path / "pi"), "--iters", "1", "--trials", "1"])
+    text = capsys.readouterr().out
+    assert code == 0 and "target raspberry-pi-5-emulated: PASS" in text
+    assert "latency not measured: emulated CPU" in text or "emulated CPU" in text
+    report = json.loads((tmp_path / "pi" / "report.json").read_text())
+    rows = report["results"]
+    assert {r["build"] for r in rows} == {"tflite-int8", "tflite-fp32", "onnx-int8"}
+    for r in rows:
+        assert r["emulated"] and r["latency_ms"] is None and r["predicted_floor_ms"] > 0
+        assert "Raspberry Pi" in r["floor_peak"] or "raspberry" in r["floor_peak"]
+    assert all("latency not measured" in c["reason"] for c in report["verdict"]["checks"])
+
+
+def test_missing_tools_and_runtimes_are_one_line(monkeypatch, tmp_path):
+    with pytest.raises(edgetl.ConfigError, match="unknown runtime 'coreml'"):
+        emulated.build(tmp_path, runtimes=["coreml"])
+    monkeypatch.setenv("PATH", str(tmp_path))            # no qemu on the PATH
+    with pytest.raises(edgetl.ConfigError, match="not found: sudo apt-get install "
+                                                 "qemu-user-static debootstrap"):
+        emulated.build(tmp_path / "dev")
