@@ -169,6 +169,8 @@ def _job_exit(result: dict) -> int:
 
 
 def _interrupt(signum, frame):
+    from .core.console import stop_requested
+    stop_requested.set()                     # the next progress step raises again if this is lost
     raise KeyboardInterrupt
 
 
@@ -191,6 +193,7 @@ def _crash_log(exc) -> str:
 def main(argv=None) -> int:
     import signal
     signal.signal(signal.SIGTERM, _interrupt)     # kill / schedulers stop a run like Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -10,11 +10,33 @@ import io
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
 
 from tqdm import tqdm
 
 _terminals: list = []          # the real terminal while a stage's output is captured
+stop_requested = threading.Event()  # set by the CLI's SIGTERM/SIGINT handler
+
+
+class _Bar(tqdm):
+    """A progress bar that stops the work at its next step once a stop was requested: the
+    KeyboardInterrupt a signal raises is lost when it lands in a finalizer or a fork hook."""
+
+    def __iter__(self):
+        for item in super().__iter__():
+            check_stop()
+            yield item
+
+    def update(self, n=1):
+        check_stop()
+        return super().update(n)
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt if a stop was requested (long steps call it between parts)."""
+    if stop_requested.is_set():
+        raise KeyboardInterrupt
 
 
 def terminal():
@@ -28,7 +50,7 @@ def bar(iterable=None, **kwargs) -> tqdm:
     kwargs.setdefault("mininterval", 0.2 if interactive else 30.0)
     kwargs.setdefault("dynamic_ncols", True)
     kwargs.setdefault("file", out)
-    return tqdm(iterable, **kwargs)
+    return _Bar(iterable, **kwargs)
 
 
 def render(table, width: int = 100) -> str:
@@ -60,6 +82,7 @@ def stage_output(log_path):
         sys.stdout = sys.stderr = text
         _terminals.append(real)
         yield
+        check_stop()                                   # nothing is published after a stop
     finally:
         with contextlib.suppress(Exception):
             text.flush()

@@ -97,6 +97,7 @@ def _export_into(work, layout, opts, start) -> dict:
     budget_miss = int8.misses_budget(decision) if decision else ""
     artifacts, graphs = [], {}
     for build in builds:
+        console.check_stop()
         t0 = time.time()
         source = decision.converted if build.precision == "int8" else model
         meta = {**base_meta, "format": build.format, "precision": build.precision,
