@@ -2,7 +2,6 @@
 int8 vs fp32 p50 for LiteRT and onnxruntime with each row's distance from the roofline floor,
 and two `edgetl bench` runs of the same bundles agreeing within 10% on every p50."""
 import argparse
-import json
 import time
 from pathlib import Path
 

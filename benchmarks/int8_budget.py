@@ -25,7 +25,8 @@ from edgetl.training.digits import write_digits  # noqa: E402
 
 VARIANTS = {"ptq": dict(quant="ptq", max_int8_drop=None),
             "qat": dict(quant="qat", max_int8_drop=None),
-            "qat+budget": dict(quant="qat")}        # the default: budget 0.5, mitigation on
+            "qat+budget": dict(quant="qat"),        # the default: budget 0.5, mitigation on
+            "qat-7bit": dict(quant="qat", max_int8_drop=None, weight_range="reduced")}
 
 
 def train(name, folder, root) -> Path:
@@ -83,7 +84,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", action="append", required=True, help="NAME=FOLDER")
     ap.add_argument("--root", default="runs/int8-budget")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default="ptq,qat,qat+budget")
     ap.add_argument("--result", default="int8_budget")
     args = ap.parse_args()
     tflite_runtime = runtime_python("tflite-runtime", ["numpy<2", "tflite-runtime==2.14.0",

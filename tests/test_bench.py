@@ -127,6 +127,10 @@ def test_shipped_profiles_load():
     ('name = "x"\nlatency_budget_ms = 5\nmin_top1 = 0.5\ndevice = "telnet://pi"\n'
      '[[builds]]\nbuild = "tflite-int8"\nruntime = "litert"\n', "is not a device"),
     ('name = "x"\nlatency_budget_ms = [5\n', "not valid TOML"),
+    ('name = "x"\nlatency_budget_ms = nan\nmin_top1 = 0.5\n[[builds]]\nbuild = "tflite-int8"\n'
+     'runtime = "litert"\n', "must be a finite number"),
+    ('name = "x"\nlatency_budget_ms = 5\nmin_top1 = 0.5\nthreads = 0\n[[builds]]\n'
+     'build = "tflite-int8"\nruntime = "litert"\n', "threads=0 is out of range"),
 ])
 def test_malformed_profiles_get_one_clear_line(tmp_path, text, message):
     path = tmp_path / "bad.toml"

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
@@ -120,3 +121,44 @@ def test_a_last_batch_of_one_image_trains(tmp_path):
     m = edgetl.train(data, tmp_path / "run", **{**FAST, "strategy": "full", "weights": "none",
                                                "batch_size": 17, "epochs": 2})
     assert m["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bundle-size", "0"], "--bundle-size=0 is out of range"),
+    (["--qat-epochs", "nan"], "--qat-epochs=nan: must be a finite number"),
+    (["--max-int8-drop", "-1"], "--max-int8-drop=-1.0 is out of range"),
+    (["--float-blocks", "features.99"], "not a block of this model"),
+])
+def test_bad_export_options_are_one_line(small_run, tmp_path, args, message):
+    run = _copy(small_run, tmp_path / "run")
+    res = subprocess.run([sys.executable, "-m", "edgetl", "export", str(run), "--formats",
+                          "onnx", "--precision", "int8", "--qat-epochs", "0", *args],
+                         capture_output=True, text=True, timeout=600)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr[-2000:]
+    assert not (run / "export").exists() and not list(run.glob(".export.*"))
+
+
+def test_a_stop_lost_in_a_finalizer_still_stops_at_the_next_step():
+    """A SIGTERM whose KeyboardInterrupt lands in a finalizer or fork hook (where Python only
+    prints it) must still stop the work: the next progress step raises it again."""
+    code = textwrap.dedent("""
+        import os, signal
+        from edgetl import cli
+        from edgetl.core import console
+        signal.signal(signal.SIGTERM, cli._interrupt)
+        class Finalizer:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                sum(range(100000))               # the handler runs here; Python ignores it
+        Finalizer()
+        try:
+            for step in console.bar(range(5), disable=True):
+                pass
+        except KeyboardInterrupt:
+            raise SystemExit(130)
+        raise SystemExit(0)
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert "Exception ignored" in res.stderr and res.returncode == 130, res.stderr[-2000:]

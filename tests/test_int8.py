@@ -87,7 +87,7 @@ def test_float_blocks_are_carried_into_every_format(exported, tmp_path):
 def test_an_unknown_float_block_is_one_line(exported, tmp_path):
     run = _copy_train(exported, tmp_path / "run")
     with pytest.raises(edgetl.ConfigError, match="--float-blocks features.99: not a block.*"
-                                                 "features.0, features.1"):
+                                                 "features.0 ... features.17, classifier"):
         edgetl.export(run, formats="onnx", precisions="int8", float_blocks="features.99",
                       qat_epochs=0.0)
 

@@ -43,6 +43,7 @@ class Int8:
 def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
     """`val`: (uint8 crops, labels, fp32 logits) of the validation split."""
     t0 = time.time()
+    check_blocks(model, opts.float_blocks)
     size = opts.calib_size or min(DEFAULT_CALIB_SIZE, len(splits.train))
     chosen = calibration.select(splits.train, size, len(spec.labels), cfg.seed)
     calibration.write_manifest(work.calibration, chosen, cfg.seed,
@@ -51,7 +52,7 @@ def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
     graph = attempt.base()
     if opts.float_blocks:                           # asked for: float from the start
         attempt.float_blocks = list(opts.float_blocks)
-        graph = attempt.check_blocks().shipped()
+        graph = attempt.shipped()
     steps = [_measure("base", attempt, graph, val, log)]
     report = quant_report.analyse(graph, attempt.probe)
     for line in quant_report.summary_lines(report):
@@ -167,15 +168,6 @@ class _Attempt:
                   seed=seed, log=self.log)
         self.qat_epochs += epochs
 
-    def check_blocks(self):
-        from ..core.errors import ConfigError
-        known = {b["block"] for b in quant_report.analyse_blocks(self.converted)}
-        bad = [b for b in self.float_blocks if b not in known]
-        if bad:
-            raise ConfigError(f"--float-blocks {bad[0]}: not a block of this model; blocks: "
-                              f"{', '.join(sorted(known, key=_block_order))}")
-        return self
-
     def shipped(self):
         """The converted graph with the float blocks chosen so far."""
         layers = quant_report.tensor_layers(self.converted)
@@ -209,9 +201,14 @@ class _Attempt:
         yield "more-qat", more_qat
 
 
-def _block_order(name: str):
-    parts = name.split(".")
-    return (0, int(parts[1])) if len(parts) > 1 and parts[1].isdigit() else (1, name)
+def check_blocks(model, names) -> None:
+    """--float-blocks names blocks of this model (the report's names), checked before work."""
+    from ..core.errors import ConfigError
+    known = [f"features.{i}" for i in range(len(model.features))] + ["classifier"]
+    bad = [b for b in names if b not in known]
+    if bad:
+        raise ConfigError(f"--float-blocks {bad[0]}: not a block of this model; blocks: "
+                          f"{known[0]} ... {known[-2]}, {known[-1]}")
 
 
 def _measure(step: str, attempt: _Attempt, graph, val, log) -> dict:

@@ -161,16 +161,6 @@ def _blocks(rows) -> list:
     return out
 
 
-def analyse_blocks(converted) -> list:
-    """The blocks of a converted graph, in order (no images needed)."""
-    names = []
-    for layer, _ in tensor_layers(converted).values():
-        block = block_of(layer)
-        if layer not in ("", "input") and block not in names:
-            names.append(block)
-    return [{"block": b} for b in names]
-
-
 def with_float_blocks(converted, layers, blocks, batches, float_logits) -> dict:
     """Output SQNR and agreement of the graph with `blocks` in float (simulated exactly: the
     quantize/dequantize pairs they lose pass values through)."""
