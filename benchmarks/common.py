@@ -21,10 +21,23 @@ def data_path(argv_value=None) -> Path:
     return path
 
 
+def cpu_info() -> dict:
+    """The CPU's name and SIMD flags: int8 speed depends on them."""
+    text = Path("/proc/cpuinfo").read_text()
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
+                 if ln.startswith("model name")), "unknown")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
+                  if ln.startswith("flags")), [])
+    simd = sorted({f for f in flags if f.startswith(("avx", "amx", "sse4", "fma"))})
+    return {"name": name, "simd_flags": simd, "vnni": "avx512_vnni" in flags or
+            "avx_vnni" in flags, "usable_cpus": len(os.sched_getaffinity(0))}
+
+
 def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "cpu": cpu_info()}
 
 
 def timed_cli(args: list) -> tuple:

