@@ -35,7 +35,8 @@ def ort_breakdown(bundle: Path, threads: int, runs: int = 200) -> dict:
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(tmp) / "prof")
         opts.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        for k, v in manifest.get("runtime_options", {}).get("onnxruntime", {}).items():
+        options = manifest.get("runtime_options", {}).get("onnxruntime", {})
+        for k, v in bundle_runner.options_here(options).items():
             opts.add_session_config_entry(k, v)
         sess = ort.InferenceSession(str(bundle / manifest["model_file"]), opts,
                                     providers=["CPUExecutionProvider"])

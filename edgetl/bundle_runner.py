@@ -141,11 +141,7 @@ class OnnxModel:
                                  f"(available: {', '.join(ort.get_available_providers())})")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.options = {}
-        for condition, entries in (options or {}).items():    # the manifest's runtime_options
-            if condition == "always" or (condition == "x86_without_vnni" and
-                                         x86_without_vnni()):
-                self.options.update(entries)
+        self.options = options_here(options)
         for key, value in self.options.items():
             opts.add_session_config_entry(key, value)
         if threads:
@@ -158,6 +154,15 @@ class OnnxModel:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.name: x})[0]
+
+
+def options_here(options) -> dict:
+    """The session entries of a manifest's runtime_options that apply on this machine."""
+    chosen = {}
+    for condition, entries in (options or {}).items():
+        if condition == "always" or (condition == "x86_without_vnni" and x86_without_vnni()):
+            chosen.update(entries)
+    return chosen
 
 
 def x86_without_vnni() -> bool:
