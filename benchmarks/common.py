@@ -60,7 +60,7 @@ def runtime_python(name: str, packages: list) -> Path:
     """A venv of its own holding only `packages` (e.g. tflite-runtime 2.14, as a Pi has it),
     made once under runs/venvs/NAME; returns its python."""
     import venv
-    folder = Path("runs/venvs") / name
+    folder = (Path("runs/venvs") / name).resolve()      # callers run it from bundle folders
     py = folder / "bin" / "python"
     if not py.exists():
         venv.EnvBuilder(with_pip=True).create(folder)
