@@ -40,7 +40,8 @@ def check(logits: np.ndarray, reference: np.ndarray, precision: str) -> dict:
 def torch_logits(model, images, spec, batch=4) -> np.ndarray:
     """A PyTorch model's logits (float or int8 reference graph) on uint8 crops, fed exactly as
     the bundles feed their models. Small batches keep the int8 graph's quantize/dequantize
-    passes in cache: 4x faster than batches of 64 at 224 px (3x for fp32)."""
+    passes in cache: about 3x faster than batches of 64 at 224 px, predictions unchanged
+    (benchmarks/reference_batch.py)."""
     manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
                 "input": {"layout": "NCHW", "dtype": "float32"}}
     out = []
