@@ -6,7 +6,7 @@ from .core.console import render
 
 def train_summary(m: dict) -> str:
     from rich.table import Table
-    table = Table(title=f"{m['model']} @ {m['img_size']} px, {m['strategy']}")
+    table = Table()                           # a title would wrap over this narrow table
     for col in ("split", "images", "top-1"):
         table.add_column(col)
     for split in ("val", "test"):
@@ -17,7 +17,7 @@ def train_summary(m: dict) -> str:
         extra += f", {m['skipped_images']['count']} unreadable image(s) skipped"
     if m.get("ignored_files"):
         extra += f", {len(m['ignored_files'])} non-image file(s) ignored"
-    return render(table) + extra
+    return f"{m['model']} @ {m['img_size']} px, {m['strategy']}\n" + render(table) + extra
 
 
 def export_summary(manifest: dict) -> str:
