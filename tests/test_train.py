@@ -113,7 +113,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path):
     data = make_folder(tmp_path / "d", per_class=40)
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "edgetl", "train", str(data), "--out",
-                             str(run), "--epochs", "300", "--patience", "0", *_fast_flags()],
+                             str(run), "--epochs", "60", "--patience", "0", *_fast_flags()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = run / "train" / "resume.safetensors"
     deadline = time.time() + 300
@@ -129,7 +129,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path):
     log = (run / "train" / "train.log").read_text()
     assert "resuming at epoch" in log
     metrics = json.loads((run / "train" / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 300 and metrics["img_size"] == 32
+    assert metrics["epochs_run"] == 60 and metrics["img_size"] == 32
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, image_folder):
