@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_info, data_path, save, timed_cli  # noqa: E402
+from common import data_path, save, timed_cli  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--data")
@@ -31,7 +31,7 @@ rows = [{k: r.get(k) for k in ("build", "runtime", "status", "top1", "held_out_t
 q = export["quantization"]
 save(args.result, {
     "command": f"edgetl run DATA --target {args.target} --out {args.out}", "exit_code": rc,
-    "cpu": cpu_info(), "wall_seconds": round(wall, 1), "train_wall_seconds": train["wall_seconds"],
+    "wall_seconds": round(wall, 1), "train_wall_seconds": train["wall_seconds"],
     "export_wall_seconds": export["wall_seconds"], "int8_decision_seconds": q["seconds"],
     "fp32_val_top1": train["val"]["top1"], "fp32_test_top1": train["test"]["top1"],
     "held_out_top1": {a["name"]: a["test_top1"] for a in export["artifacts"]},

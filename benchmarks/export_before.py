@@ -12,7 +12,7 @@ from pathlib import Path
 import edgetl
 
 run, before = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-if "edgetl/exporters" not in "".join(str(p) for p in Path(edgetl.__file__).parent.glob("*")):
+if not (Path(edgetl.__file__).parent / "exporters").is_dir():       # the earlier layout
     sys.exit(f"{edgetl.__file__} is not the earlier code: put its checkout first on PYTHONPATH")
 shutil.rmtree(before, ignore_errors=True)
 before.mkdir(parents=True)

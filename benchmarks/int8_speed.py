@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_info, save  # noqa: E402
+from common import save  # noqa: E402
 
 from edgetl import bundle_runner  # noqa: E402
 from edgetl.benchmarking import session  # noqa: E402
@@ -95,7 +95,7 @@ def main():
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--result", default="int8_speed")
     args = ap.parse_args()
-    result = {"cpu": cpu_info(), "threads": args.threads, "batch": 1,
+    result = {"threads": args.threads, "batch": 1,
               "after": measure(Path(args.run), args.threads, args.trials, args.iters)}
     if args.before:
         result["before"] = measure(Path(args.before), args.threads, args.trials, args.iters)

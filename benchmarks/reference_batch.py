@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_info, save  # noqa: E402
+from common import save  # noqa: E402
 
 from edgetl.core.layout import RunLayout  # noqa: E402
 from edgetl.exporting import int8, parity  # noqa: E402
@@ -40,8 +40,7 @@ def main():
             rows.append({"graph": name, "batch": batch, "seconds": round(seconds, 2),
                          "predictions_changed_vs_first": int((pred != first[name]).sum())})
             print(rows[-1])
-    save(args.result, {"run": args.run, "images": len(images), "img_size": spec.img_size,
-                       "cpu": cpu_info(), "rows": rows})
+    save(args.result, {"run": args.run, "images": len(images), "img_size": spec.img_size, "rows": rows})
 
 
 if __name__ == "__main__":
