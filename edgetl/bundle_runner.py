@@ -27,6 +27,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXIT_BUNDLE_ERROR = 2                # the bundle is damaged or inconsistent
 EXIT_RUNTIME_MISSING = 3             # the runtime a build needs is not installed here
+MAX_ASPECT = 12                      # longer side / shorter side of an image file, at most:
+                                     # resizing a 1x1000 strip's short side costs gigabytes
 
 TFLITE_RUNTIMES = {"litert": ("ai_edge_litert", "ai_edge_litert.interpreter"),
                    "tflite-runtime": ("tflite_runtime", "tflite_runtime.interpreter")}
@@ -254,6 +256,10 @@ def open_rgb(path, draft_size: int = 0):
     16-bit and float images scaled to 8 bits."""
     from PIL import Image, ImageOps
     img = Image.open(path)
+    w, h = img.size
+    if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
+        raise ValueError(f"extreme aspect ratio {w}x{h} (over {MAX_ASPECT}:1): crop it to the "
+                         "object first")
     if draft_size and img.format == "JPEG":
         img.draft("RGB", (draft_size, draft_size))
     img = ImageOps.exif_transpose(img)

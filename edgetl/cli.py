@@ -5,6 +5,7 @@ value and the fix (exit 2); an unexpected error names the log file that holds it
 import argparse
 import sys
 from dataclasses import fields
+from typing import get_args
 
 from .core.errors import EdgetlError
 from .summaries import (bench_exit, emulator_usage, export_summary, report_summary,
@@ -34,8 +35,10 @@ def _add_train_options(p):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
         else:
             kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
+            kind = next((t for t in get_args(kind) if t is not type(None)), kind)  # int | None
+            shown = "the model's own" if f.default is None else f.default
             p.add_argument(flag, dest=f.name, type=kind, default=None,
-                           help=f"default: {f.default}")
+                           help=f"default: {shown}")
     p.add_argument("--config", help="TOML file of settings ([train] table); options override it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/train")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run")

@@ -10,8 +10,8 @@ from .core.files import read_json, sha256
 from .core.layout import RunLayout, RunLock
 from .exporting.exporter import export
 from .exporting.options import ExportOptions
-from .training.config import saved_settings
-from .training.data import discover
+from .training.config import load_config, saved_settings, settings_differ
+from .training.data import check_out_apart, discover, follow_data
 from .training.digits import write_digits
 from .training.fingerprint import changes, fingerprint
 from .training.trainer import train
@@ -27,8 +27,10 @@ def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", 
     """Returns {"train": metrics, "export": manifest, "bench": report, "skipped": [...]}."""
     profile = load_target(target)
     layout = RunLayout(out)
-    wanted = {"model": model or "efficientnet_lite0", "img_size": img_size or profile.img_size,
-              **({"epochs": epochs} if epochs else {}), **(train_options or {})}
+    check_out_apart(data, out)
+    given = {"model": model, "epochs": epochs, **(train_options or {}),
+             "img_size": profile.img_size if img_size is None else img_size}
+    wanted = load_config(**given).to_dict()  # the effective settings: defaults <- profile <- options
     export_opts = dict(formats=profile.formats, precisions=profile.precisions, quant=quant,
                        **({"max_int8_drop": profile.max_int8_drop}
                           if profile.max_int8_drop is not None else {}),
@@ -71,20 +73,21 @@ def demo(out="runs/demo", target="x86-cpu", overwrite=False, **overrides) -> dic
 
 
 def _train_up_to_date(layout, data, wanted: dict) -> bool:
-    """RUN/train finished with these settings on this data; a finished run with other settings
-    or other data is an error (one line saying what differs)."""
+    """RUN/train finished with exactly the settings this run would use (every one, defaults
+    included) on this data; a finished run with other settings or other data is an error (one
+    line saying what differs). Data that moved with the same files is followed."""
     files = layout.train
     if not files.metrics.is_file():
         return False
-    saved = saved_settings(files.config)
-    differs = [f"{k} {saved.get(k)} -> {v}" for k, v in wanted.items() if saved.get(k) != v]
-    what = changes(read_json(files.split)["fingerprint"],
-                   fingerprint(discover(data, saved.get("seed", 0))))
+    differs = settings_differ(saved_settings(files.config), wanted)
+    found = discover(data, wanted["seed"])
+    what = changes(read_json(files.split)["fingerprint"], fingerprint(found))
     if what:
         differs.append(f"data: {what}")
     if differs:
         raise RunError(f"{files.dir} was trained with other settings or data "
                        f"({'; '.join(differs)}): choose another --out or pass --overwrite")
+    follow_data(files.split, found.root)
     return True
 
 

@@ -38,7 +38,6 @@ def test_auto_split_is_written_to_the_run(tmp_path):
 
 
 @pytest.mark.parametrize("layout, message", [
-    ("missing-val", "no validation/ (or val/) split"),
     ("single-class", "needs at least 2"),
     ("empty-class", "is empty"),
     ("missing-train", "no train/"),
@@ -47,9 +46,7 @@ def test_auto_split_is_written_to_the_run(tmp_path):
 ])
 def test_bad_layouts_name_the_folder_and_fix(tmp_path, layout, message):
     root = tmp_path / "d"
-    if layout == "missing-val":
-        make_folder(root, splits=("train",))
-    elif layout == "single-class":
+    if layout == "single-class":
         make_folder(root, classes=1, splits=("train", "validation"))
     elif layout == "empty-class":
         make_folder(root)

@@ -108,6 +108,8 @@ def prepare_stage_dir(path, stage: str, overwrite=False) -> Path:
     """Create RUN/<stage>/ (marked); an existing, non-empty one is replaced only with
     overwrite, and only if edgetl wrote it."""
     path = Path(path)
+    if _failed_start(path, stage):
+        remove_stage(path)                  # nothing to resume or keep: start it afresh
     if path.exists() and any(path.iterdir()):
         if not is_marked(path):
             raise RunError(f"{path} exists and was not written by edgetl (no {MARKER} marker): "
@@ -121,6 +123,14 @@ def prepare_stage_dir(path, stage: str, overwrite=False) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     mark(path, stage)
     return path
+
+
+def _failed_start(path: Path, stage: str) -> bool:
+    """A stage folder edgetl marked whose run failed before it recorded anything but its log
+    (e.g. a bad image found in the first seconds): nothing in it to resume or keep."""
+    if not path.is_dir() or not is_marked(path):
+        return False
+    return all(p.name in (MARKER, f"{stage}.log") for p in path.iterdir())
 
 
 def clean_stale_work(root: Path) -> list:

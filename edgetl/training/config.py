@@ -16,7 +16,7 @@ STRATEGIES = ("feature-extract", "fine-tune", "progressive", "full")
 class TrainConfig:
     model: str = "efficientnet_lite0"
     weights: str = "imagenet"          # imagenet | none | PATH to an edgetl checkpoint
-    img_size: int = 0                  # 0: the model's own input size
+    img_size: int | None = None        # None: the model's own input size
     strategy: str = "fine-tune"
     epochs: int = 20
     warmup_epochs: int = 3             # head-only epochs before unfreezing (fine-tune)
@@ -44,7 +44,7 @@ class TrainConfig:
     threads: int = 0                   # 0: torch default
 
     # (kind, low, high, low excluded) per numeric setting
-    RANGES = {"img_size": (int, 0, 2048, False), "epochs": (int, 1, None, False),
+    RANGES = {"img_size": (int, 32, 2048, False), "epochs": (int, 1, None, False),
               "warmup_epochs": (int, 0, None, False), "unfreeze": (int, 1, None, False),
               "progressive_every": (int, 1, None, False), "batch_size": (int, 2, None, False),
               "lr": (float, 0, 10, True), "backbone_lr_mult": (float, 0, 10, False),
@@ -65,9 +65,9 @@ class TrainConfig:
             if f.type in (str, "str") and not isinstance(value, str):
                 raise ConfigError(f"{where}{f.name}={value!r}: must be a string")
         for name, (kind, low, high, low_open) in self.RANGES.items():
+            if name == "img_size" and self.img_size is None:
+                continue                        # the model's own input size
             check_number(name, getattr(self, name), kind, low, high, low_open, where.rstrip(": "))
-        if 0 < self.img_size < 32:
-            raise ConfigError(f"{where}img_size={self.img_size}: use 0 (the model's own) or >= 32")
         if self.model not in MODELS:
             raise ConfigError(f"{where}unknown model '{self.model}': choose one of "
                               f"{', '.join(MODELS)}")
@@ -109,6 +109,7 @@ def load_config(path=None, **overrides) -> TrainConfig:
 # --- the saved form: RUN/train/config.json ----------------------------------------------------
 
 RECORD_KEYS = ("data", "world_size", "spec")       # what config.json holds besides settings
+NOT_SETTINGS = ("workers", "threads")               # how fast, not what: never make a run stale
 
 
 def save_run_config(path, data_root: str, world: int, cfg: TrainConfig, spec: dict) -> None:
@@ -131,10 +132,17 @@ def resume_settings(train_files, given: dict) -> dict:
                        "--overwrite to train it again, or choose another --out)")
     saved = saved_settings(train_files.config)
     differs = {k: (saved.get(k), v) for k, v in given.items()
-               if k not in ("workers", "threads") and saved.get(k) != v}
+               if k not in NOT_SETTINGS and saved.get(k) != v}
     if differs:
         detail = ", ".join(f"--{k.replace('_', '-')} {b} (saved: {a})" for k, (a, b) in
                            differs.items())
         raise ConfigError(f"--resume continues {train_files.dir} with its saved settings, but "
                           f"{detail} differs: drop the option, or start a new run with --out")
     return {**saved, **given}
+
+
+def settings_differ(saved: dict, wanted: dict) -> list:
+    """['epochs 1 -> 20', ...]: every setting (workers and threads aside) in which a saved run
+    differs from the effective settings a new one would use."""
+    return [f"{k.replace('_', '-')} {saved.get(k)} -> {v}" for k, v in wanted.items()
+            if k not in NOT_SETTINGS and saved.get(k) != v]

@@ -1,11 +1,15 @@
 """Image folders -> labelled splits: layout discovery, the split record (paths relative to the
 data root), bad-image checks, and the one DataLoader builder every stage uses.
 
-Accepted layouts: train/ + validation/ (or val/) [+ test/], each holding one folder per class,
-or one level of class folders that edgetl splits itself (70/15/15, stratified, seeded). Hidden
-and system folders (.ipynb_checkpoints, @eaDir, __MACOSX) are never read; files without an image
-extension (Thumbs.db, notes.txt) are ignored and listed.
+Accepted layouts: train/ + validation/ (or val/) [+ test/], each holding one folder per class;
+train/ + test/, whose validation split edgetl carves out of train/ (15%, stratified, seeded); or
+one level of class folders (or train/ alone) that edgetl splits itself (70/15/15, stratified,
+seeded). Hidden
+folders (a leading dot) and the system folders in SYSTEM_FOLDERS are never read; files without
+an image extension (Thumbs.db, notes.txt) are ignored and listed. A folder reached twice (a
+symbolic link loop) is read once, and every image file counts once, whatever its path.
 """
+import os
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,6 +26,9 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
 SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val"), "test": ("test",)}
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
                  Image.DecompressionBombError)
+SYSTEM_FOLDERS = {"@eaDir", "__MACOSX", "__pycache__", "@Recycle", "#recycle", "$RECYCLE.BIN",
+                  "System Volume Information", "lost+found"}
+CARVED_VAL = 0.15          # of train/, when a data set has train/ + test/ but no validation/
 
 
 @dataclass
@@ -30,7 +37,7 @@ class Splits:
     train: list          # [(absolute path str, label int)]
     val: list
     test: list
-    source: str          # "folders" or "auto-split"
+    source: str          # "folders", "folders, validation carved from train/" or "auto-split"
     root: str = ""       # the data folder (absolute)
     ignored: list = field(default_factory=list)   # non-image files found in class folders
     skipped: list = field(default_factory=list)   # unreadable images left out (--skip-bad-images)
@@ -47,28 +54,33 @@ class Splits:
 
 
 def _hidden(name: str) -> bool:
-    return name.startswith((".", "@", "__"))
+    return name.startswith(".") or name in SYSTEM_FOLDERS
 
 
-def _files(folder: Path) -> list:
-    """Every file below `folder`, skipping hidden and system folders and files."""
-    out = []
+def _files(folder: Path, seen: set, above: tuple = ()) -> list:
+    """Every file below `folder`, skipping hidden and system folders and files. A link back to
+    a folder above (a loop) is not followed; `seen` holds the real paths already read, so a
+    file or folder reached twice counts once."""
+    out, above = [], above + (os.path.realpath(folder),)
     for entry in sorted(folder.iterdir()):
-        if _hidden(entry.name):
+        real = os.path.realpath(entry)
+        if _hidden(entry.name) or real in seen or any(real == a or a.startswith(real + os.sep)
+                                                       for a in above):
             continue
+        seen.add(real)
         if entry.is_dir():
-            out += _files(entry)
+            out += _files(entry, seen, above)
         elif entry.is_file():
             out.append(entry)
     return out
 
 
-def _class_folders(root: Path, ignored: list) -> dict:
-    found = {}
+def _class_folders(root: Path, ignored: list, seen: set = None) -> dict:
+    found, seen = {}, set() if seen is None else seen
     for d in sorted(root.iterdir()):
         if not d.is_dir() or _hidden(d.name):
             continue
-        files = _files(d)
+        files = _files(d, seen, (os.path.realpath(root),))
         images = [str(p) for p in files if p.suffix.lower() in IMAGE_EXTS]
         ignored += [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTS]
         if not images:
@@ -110,50 +122,103 @@ def stratified_split(found: dict, seed: int, fractions=(0.7, 0.15, 0.15)) -> tup
     return parts
 
 
+def carve_validation(found: dict, seed: int, fraction: float = CARVED_VAL) -> tuple:
+    """(train, val) out of train/'s class folders: stratified, seeded, >= 1 image a class."""
+    rng, train, val = random.Random(seed), [], []
+    for label, name in enumerate(sorted(found)):
+        files = list(found[name])
+        if len(files) < 2:
+            raise DataError(f"class '{name}' has {len(files)} image(s) in train/ and there is no "
+                            "validation/ folder: add images, or a validation/ folder")
+        rng.shuffle(files)
+        n_val = max(1, round(len(files) * fraction))
+        val += [(p, label) for p in files[:n_val]]
+        train += [(p, label) for p in files[n_val:]]
+    return train, val
+
+
 def discover(data, seed: int = 0) -> Splits:
-    """Read DATA as train/validation[/test] class folders, or class folders split here."""
+    """Read DATA as train/validation[/test] class folders (validation carved out of train/
+    when absent), or class folders split here."""
     root = Path(data).resolve()
     if not root.is_dir():
         raise DataError(f"data folder {data} does not exist: pass a folder of class folders")
     train_dir = _split_dir(root, "train")
     if train_dir is None and (_split_dir(root, "val") or _split_dir(root, "test")):
         raise DataError(f"{root} has validation/test folders but no train/: add {root}/train")
-    ignored = []
-    if train_dir is not None:
-        val_dir, test_dir = _split_dir(root, "val"), _split_dir(root, "test")
-        if val_dir is None:
-            raise DataError(f"{root} has train/ but no validation/ (or val/) split: add one, or "
-                            "put the class folders directly in the data folder to have edgetl "
-                            "split them")
-        found = _class_folders(train_dir, ignored)
-        classes = sorted(found)
-        splits = Splits(classes, _labelled(found, classes, train_dir),
-                        _labelled(_class_folders(val_dir, ignored), classes, val_dir),
-                        _labelled(_class_folders(test_dir, ignored), classes, test_dir)
-                        if test_dir else [], "folders", str(root), ignored)
-        if not splits.val:
+    only_train = train_dir is not None and not (_split_dir(root, "val") or
+                                                 _split_dir(root, "test"))
+    if train_dir is None or only_train:           # all the labelled data: split it here
+        ignored, where = [], train_dir or root
+        found = _class_folders(where, ignored)
+        _enough_classes(found, where)
+        return Splits(sorted(found), *stratified_split(found, seed),
+                      "auto-split" + (" of train/" if only_train else ""), str(root), ignored)
+    return _from_split_folders(root, train_dir, seed)
+
+
+def _from_split_folders(root: Path, train_dir: Path, seed: int) -> Splits:
+    ignored, seen = [], set()
+    val_dir, test_dir = _split_dir(root, "val"), _split_dir(root, "test")
+    found = _class_folders(train_dir, ignored, seen)
+    _enough_classes(found, train_dir)
+    classes = sorted(found)
+    test = _labelled(_class_folders(test_dir, ignored, seen), classes, test_dir) \
+        if test_dir else []
+    if val_dir is None:
+        train, val = carve_validation(found, seed)
+        source = f"folders, validation carved from train/ ({CARVED_VAL:.0%}, seed {seed})"
+    else:
+        train, source = _labelled(found, classes, train_dir), "folders"
+        val = _labelled(_class_folders(val_dir, ignored, seen), classes, val_dir)
+        if not val:
             raise DataError(f"{val_dir} holds no class folders with images: put one folder of "
                             "images per class there")
-    else:
-        found = _class_folders(root, ignored)
-        classes = sorted(found)
-    if len(classes) < 2:
-        raise DataError(f"{train_dir or root} has {len(classes)} class folder(s): a classifier "
-                        "needs at least 2 (one sub-folder of images per class)")
-    if train_dir is None:
-        splits = Splits(classes, *stratified_split(found, seed), "auto-split", str(root), ignored)
-    return splits
+    return Splits(classes, train, val, test, source, str(root), ignored)
+
+
+def _enough_classes(found: dict, where: Path) -> None:
+    if len(found) < 2:
+        raise DataError(f"{where} has {len(found)} class folder(s): a classifier needs at least "
+                        "2 (one sub-folder of images per class)")
+
+
+def check_out_apart(data, out) -> None:
+    """A run folder never lies inside its data folder (its train/ would become a class or a
+    split), nor the data inside a stage folder of the run (which --overwrite replaces)."""
+    data, out = Path(data).resolve(), Path(out).resolve()
+    stages = [out / name for name in ("train", "export", "bench")]
+    if out == data or data in out.parents:
+        raise DataError(f"--out {out} is inside the data folder {data}: choose a run folder "
+                        "outside it (its train/ and export/ would be read as data)")
+    if any(s == data or s in data.parents for s in stages):
+        raise DataError(f"the data folder {data} is inside a stage folder of --out {out}: "
+                        "choose another --out")
+
+
+def follow_data(split_path, root: str) -> None:
+    """Record a moved data folder (same files, new place) in split.json."""
+    record = read_json(split_path)
+    if record["root"] != root:
+        write_json(split_path, {**record, "root": root})
 
 
 def save_split(path, splits: Splits, fingerprint: dict) -> None:
-    """split.json: the split, and the fingerprint of the data folder it was made from."""
-    write_json(path, {**splits.manifest(), "fingerprint": fingerprint})
+    """split.json: the split, the fingerprint of the data folder it was made from, and where
+    that folder lies relative to split.json (so a run moved with its data still finds it)."""
+    beside = os.path.relpath(splits.root, Path(path).resolve().parent)
+    write_json(path, {**splits.manifest(), "fingerprint": fingerprint, "root_from_split": beside})
 
 
 def load_split(path, root=None) -> Splits:
-    """The recorded split; paths resolve against `root` (default: the recorded data root)."""
+    """The recorded split; paths resolve against `root` (default: the recorded data root or,
+    when that is gone, the data folder at the same place relative to the run: a run copied or
+    moved together with its data)."""
     d = read_json(path)
     base = Path(root or d["root"])
+    beside = d.get("root_from_split")
+    if root is None and not base.is_dir() and beside:
+        base = (Path(path).resolve().parent / beside).resolve()
     absolute = lambda rel: str(base / rel)
     return Splits(d["classes"], *[[(absolute(p), y) for p, y in d[s]]
                                   for s in ("train", "val", "test")],
@@ -168,9 +233,7 @@ def check_image(path) -> str:
     try:
         if p.stat().st_size == 0:
             return "zero-byte file"
-        with Image.open(p) as img:
-            img.draft("RGB", (64, 64))
-            img.load()
+        open_rgb(p, 64)                 # the decoder training uses: every check it makes
     except DECODE_ERRORS as e:
         return f"unreadable image ({e.__class__.__name__}: {e})"
     return ""

@@ -12,7 +12,7 @@ from ..core.layout import RunLayout, RunLock, prepare_stage_dir
 from ..models import create_model, load_weights, save_checkpoint
 from . import distributed, features, strategy
 from .config import load_config, resume_settings, save_run_config
-from .data import discover, find_bad_images, load_split, save_split
+from .data import check_out_apart, discover, find_bad_images, load_split, save_split
 from .fingerprint import changes, fingerprint
 from .fit import final_metrics, fit
 from .plots import training_curves
@@ -26,6 +26,7 @@ def train(data, out, *, config=None, overwrite=False, resume=False, **options) -
     given = {k: v for k, v in options.items() if v is not None}
     if resume and overwrite:
         raise RunError("--resume and --overwrite contradict each other: pass one of them")
+    check_out_apart(data, out)
     cfg = load_config(config, **(resume_settings(files, given) if resume else given))
     main = distributed.is_main()
     with RunLock(out) if main else contextlib.nullcontext():
@@ -44,6 +45,7 @@ def _train(data, files, cfg, resume, rank, world, start) -> dict:
     splits = _splits(data, files, cfg, resume, log)
     model, spec = create_model(cfg.model, len(splits.classes), cfg.weights, cfg.dropout)
     spec = spec.with_size(cfg.img_size or spec.img_size).with_labels(splits.classes)
+    cfg.img_size = spec.img_size                # recorded as resolved: runs compare by value
     if cfg.weights not in ("imagenet", "none"):
         load_weights(model, cfg.weights, expect_model=cfg.model)
     if distributed.is_main():
