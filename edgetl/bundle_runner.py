@@ -15,16 +15,21 @@ Image files are decoded and cropped exactly as edgetl's training evaluates them 
 alpha on white, 16-bit scaled to 8-bit, resize of the shorter side, centre crop); edgetl's test
 suite checks the two give the same input tensors.
 """
-import argparse
-import hashlib
-import json
 import os
 import sys
-import time
-
-import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The bundle's own folder is no import path: a numpy.py (or json.py) dropped beside run.py must
+# not run before, or instead of, the sha256 check below.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
 EXIT_BUNDLE_ERROR = 2                # the bundle is damaged or inconsistent
 EXIT_RUNTIME_MISSING = 3             # the runtime a build needs is not installed here
 MAX_ASPECT = 12                      # longer side / shorter side of an image file, at most:
@@ -61,31 +66,42 @@ def load_manifest(folder=HERE) -> dict:
     return manifest
 
 
+REQUIRED_FILES = {"tensorrt": ("build_engine.py", "build_settings.json")}   # beside these two:
+BUNDLE_FILES = ("eval.npz",)                                                 # + the model file
+
+
 def mismatched_files(manifest: dict, folder=HERE) -> list:
-    """Files the manifest lists that are missing or no longer match their sha256; the model
-    file must be among them (a manifest without hashes proves nothing)."""
+    """Files of the bundle that are missing, unlisted, or no longer match their sha256. The
+    manifest must list every file in the folder (an unlisted file or folder is refused: it
+    could be code) and the files each build needs (a manifest without hashes proves nothing)."""
     hashes = manifest.get("sha256") or {}
-    bad = [] if manifest.get("model_file") in hashes else \
-        [f"{os.path.join(folder, str(manifest.get('model_file')))} (no sha256 in manifest)"]
+    needed = (str(manifest.get("model_file")),) + BUNDLE_FILES + \
+        REQUIRED_FILES.get(manifest.get("format"), ())
+    bad = [f"{os.path.join(folder, n)} (no sha256 in manifest)" for n in needed
+           if n not in hashes]
+    present = sorted(n for n in os.listdir(folder) if n != "manifest.json")
+    bad += [f"{os.path.join(folder, n)}: not listed in the manifest (remove it)" for n in present
+            if n not in hashes]
     for name, expected in sorted(hashes.items()):
         path = os.path.join(folder, name)
-        if os.path.basename(name) != name or not os.path.isfile(path):
-            bad.append(path)
-            continue
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != expected:
-            bad.append(path)
+        if os.path.basename(name) != name or not os.path.isfile(path) or \
+                _sha256(path) != expected:
+            bad.append(f"{path}: missing or its sha256 no longer matches the manifest")
     return bad
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def verify(manifest: dict, folder=HERE) -> None:
     bad = mismatched_files(manifest, folder)
     if bad:
-        raise BundleError(f"{', '.join(bad)}: missing or its sha256 no longer matches the bundle "
-                          "manifest; copy the bundle again from RUN/export/")
+        raise BundleError(f"{'; '.join(bad)}; copy the bundle again from RUN/export/")
 
 
 # --- runtimes ---------------------------------------------------------------------------------
@@ -200,8 +216,7 @@ class TensorRTModel:
         except ImportError:
             raise RuntimeMissing("TensorRT needs the tensorrt package and PyTorch with CUDA "
                                  "(JetPack ships both)") from None
-        sys.path.insert(0, folder)
-        import build_engine
+        build_engine = _module_from(os.path.join(folder, "build_engine.py"))
         settings = os.path.join(folder, "build_settings.json")
         try:
             engine_path = build_engine.cached_or_build(path, settings, engine_cache_dir())
@@ -231,6 +246,17 @@ class TensorRTModel:
         self.context.execute_async_v3(self.stream.cuda_stream)
         self.stream.synchronize()
         return out.cpu().numpy()
+
+
+def _module_from(path: str):
+    """A checked bundle file imported by its path (no sys.path entry, no __pycache__ left in
+    the bundle, where it would be an unlisted file)."""
+    import importlib.util
+    sys.dont_write_bytecode = True
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1):
@@ -452,7 +478,11 @@ def measure(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=1
     t0 = time.perf_counter()
     model(x)
     first_ms = (time.perf_counter() - t0) * 1000
-    latency = time_runs(lambda: model(x), warmup, iters, min_seconds, trials)
+    machine = _machine()
+    # an emulated CPU's timings say nothing about the board, and a GEMM probe under qemu can
+    # take minutes: such a runner scores the bundle and never times it
+    latency = None if machine["emulated"] else \
+        time_runs(lambda: model(x), warmup, iters, min_seconds, trials)
     accuracy = evaluate(model, manifest, folder, batch) if score else {"top1": None, "n": None}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {"format": manifest["format"], "precision": manifest["precision"],
@@ -462,8 +492,8 @@ def measure(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=1
               "top1_agreement": accuracy.get("top1_agreement"),
               "load_ms": load_ms, "first_inference_ms": first_ms, "latency_ms": latency,
               "peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024),
-              "machine": _machine()}
-    if peak:
+              "machine": machine}
+    if peak and not machine["emulated"]:
         result["machine"]["peak"] = measure_peak()
     return result
 

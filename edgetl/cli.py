@@ -3,6 +3,7 @@
 Every failure ends in one line on stderr and a non-zero exit: a user mistake names the file or
 value and the fix (exit 2); an unexpected error names the log file that holds its traceback."""
 import argparse
+import os
 import sys
 from dataclasses import fields
 from typing import get_args
@@ -188,15 +189,19 @@ def _crash_log(exc) -> str:
     except OSError:
         import tempfile
         folder = Path(tempfile.gettempdir())
-    path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    path.write_text("".join(traceback.format_exception(exc)))
-    return str(path)
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix=f"crash-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                suffix=".log", dir=folder)     # never two crashes in one file
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(traceback.format_exception(exc)))
+    return path
 
 
 def main(argv=None) -> int:
     import signal
     signal.signal(signal.SIGTERM, _interrupt)     # kill / schedulers stop a run like Ctrl-C
     signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)      # a closed terminal stops it the same way
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
@@ -206,7 +211,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"edgetl: {INTERRUPTED[args.command]}", file=sys.stderr)
         return 130
-    except Exception as e:                       # a bug or an environment fault: one line + log
+    except OSError as e:                         # the environment: a read-only or full disk
+        where = f" {e.filename}" if e.filename else ""
+        print(f"edgetl: error: cannot write or read{where}: {e.strerror or e}; check the "
+              "folder's permissions and free space, or choose another --out", file=sys.stderr)
+        return 2
+    except Exception as e:                       # a bug: one line + the log of its traceback
         where = _crash_log(e)
         message = " ".join(str(e).split())[:200]
         print(f"edgetl: unexpected error: {e.__class__.__name__}: {message} (traceback in "

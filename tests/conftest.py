@@ -83,6 +83,31 @@ def pi_like_venv(tmp_path_factory):
 
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+# Under CI (or EDGETL_REQUIRE_DEVICE_TESTS=1) a device test group whose tools are missing fails
+# the run: a green run must mean the SSH, ARM and emulated-CPU tests ran.
+STRICT = os.environ.get("CI", "").lower() in ("1", "true") or \
+    os.environ.get("EDGETL_REQUIRE_DEVICE_TESTS") == "1"
+
+
+def tool(name: str):
+    """A program's path: on PATH, or in /usr/sbin (where Debian puts sshd and debootstrap,
+    and which a non-root PATH lacks); None when it is not installed."""
+    found = shutil.which(name)
+    return found or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+
+
+def need_tools(group: str, *names: str) -> dict:
+    """{name: path} of the tools a test group needs; a missing one skips the group, or fails
+    it under CI (or EDGETL_REQUIRE_DEVICE_TESTS=1). Call at module level or in a fixture."""
+    paths = {n: tool(n) for n in names}
+    missing = [n for n, p in paths.items() if p is None]
+    if missing:
+        why = f"{group}: {', '.join(missing)} not installed (.ci/run installs them)"
+        if STRICT:
+            pytest.fail(why + "; CI (or EDGETL_REQUIRE_DEVICE_TESTS=1) requires this group",
+                        pytrace=False)
+        pytest.skip(why, allow_module_level=True)
+    return paths
 
 
 def free_port() -> int:
@@ -98,8 +123,7 @@ def _keygen(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
-    if not os.path.exists(SSHD):
-        pytest.skip("openssh-server is not installed (.ci/run installs it)")
+    need_tools("SSH device tests", "sshd", "ssh", "ssh-keygen")
     root = tmp_path_factory.mktemp("sshd")
     host, client, stranger = (_keygen(root / n) for n in ("host_key", "client", "stranger"))
     (root / "authorized_keys").write_text((root / "client.pub").read_text())

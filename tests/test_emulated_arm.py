@@ -12,9 +12,9 @@ import pytest
 import edgetl
 from edgetl.benchmarking import emulated, session
 
-pytestmark = pytest.mark.skipif(
-    not (shutil.which("qemu-aarch64-static") and shutil.which("debootstrap")),
-    reason="qemu-user-static and debootstrap are not installed (.ci/run installs them)")
+from conftest import need_tools
+
+need_tools("emulated ARM tests", "qemu-aarch64-static", "debootstrap", "dpkg-deb")
 QUICK = dict(warmup=1, iters=2, trials=1)
 
 
@@ -70,12 +70,3 @@ def test_the_emulated_profile_gives_accuracy_verdicts_and_predicted_floors(expor
         assert r["emulated"] and r["latency_ms"] is None and r["predicted_floor_ms"] > 0
         assert "Raspberry Pi" in r["floor_peak"] or "raspberry" in r["floor_peak"]
     assert all("latency not measured" in c["reason"] for c in report["verdict"]["checks"])
-
-
-def test_missing_tools_and_runtimes_are_one_line(monkeypatch, tmp_path):
-    with pytest.raises(edgetl.ConfigError, match="unknown runtime 'coreml'"):
-        emulated.build(tmp_path, runtimes=["coreml"])
-    monkeypatch.setenv("PATH", str(tmp_path))            # no qemu on the PATH
-    with pytest.raises(edgetl.ConfigError, match="not found: sudo apt-get install "
-                                                 "qemu-user-static debootstrap"):
-        emulated.build(tmp_path / "dev")

@@ -14,9 +14,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-QEMU = shutil.which("qemu-x86_64-static")
-pytestmark = pytest.mark.skipif(QEMU is None, reason="qemu-user-static is not installed "
-                                "(.ci/run installs it)")
+from conftest import need_tools
+
+QEMU = need_tools("emulated x86 CPU tests", "qemu-x86_64-static")["qemu-x86_64-static"]
 SITE = [p for p in sys.path if p.endswith("site-packages")]
 
 

@@ -25,11 +25,7 @@ def run_adb(device: Device, model_file: Path, threads, warmup, iters, timeout,
     """Push the .tflite and run benchmark_model through adb shell; parse its output."""
     out = ""
     for cmd in adb_steps(device, model_file, threads, warmup, iters, binary, extra):
-        try:
-            proc = run_process(cmd, timeout, f"{device}")
-        except FileNotFoundError:
-            raise DeviceError("adb not found: install Android platform-tools and put adb on "
-                              "PATH") from None
+        proc = run_process(cmd, timeout, f"{device}")
         out = proc.stdout + proc.stderr
         if proc.returncode or "not found" in out:
             raise DeviceError(f"{device}: {_adb_reason(out, binary)}")

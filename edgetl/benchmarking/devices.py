@@ -62,6 +62,10 @@ def _ssh_device(spec: str, where: str) -> Device:
     except ValueError:
         raise ConfigError(f"{where} '{spec}': the port must be a number from 1 to 65535") \
             from None
+    if url.password is not None:
+        raise ConfigError(f"{where} 'ssh://{url.username}:***@{url.hostname}': edgetl never "
+                          "sends passwords (ssh runs in BatchMode): install your key on the "
+                          "device (ssh-copy-id) and drop the password from the device string")
     host = url.hostname or ""
     if not host or host.startswith("-") or (url.username or "").startswith("-"):
         raise ConfigError(f"{where} '{spec}': write ssh://user@host[:port] (a host name that "
@@ -92,9 +96,13 @@ def run_process(cmd: list, timeout: float, where: str, stdin: bytes = None, hung
                 **kwargs) -> subprocess.CompletedProcess:
     """Run `cmd` in its own process group; on timeout (or an interrupt) the whole group is
     killed, so nothing it started keeps running here."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else
-                            subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True, **kwargs)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin is not None else
+                                subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, **kwargs)
+    except OSError as e:                  # no such program, not executable, no memory, ...
+        raise DeviceError(f"{where}: cannot start '{cmd[0]}' ({e.strerror or e}): install it "
+                          "or put it on PATH") from None
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -122,13 +130,10 @@ def run_local(folder: Path, args: list, timeout: float, python: str | None = Non
     an older edgetl are measured the same way) in a fresh process: its own memory, threads
     and CPU pinning."""
     cmd = [python or sys.executable, str(RUNNER), "--bundle", str(Path(folder).resolve()), *args]
-    try:
-        proc = run_process(cmd, timeout, f"{folder} (local)", cwd=folder,
-                           env={**os.environ, **thread_env(threads)},
-                           hung=f"runner did not finish within {timeout:g} s; raise --timeout or "
-                                "lower --iters")
-    except FileNotFoundError:
-        raise DeviceError(f"python '{cmd[0]}' not found; give a Python that exists") from None
+    proc = run_process(cmd, timeout, f"{folder} (local)", cwd=folder,
+                       env={**os.environ, **thread_env(threads)},
+                       hung=f"runner did not finish within {timeout:g} s; raise --timeout or "
+                            "lower --iters")
     return runner_result(proc, f"{folder} (local)")
 
 

@@ -24,6 +24,10 @@ NUMPY = "numpy<2"              # what tflite-runtime 2.14 (most Pis and phones) 
 PLATFORMS = ["manylinux_2_34_aarch64", "manylinux_2_28_aarch64", "manylinux_2_27_aarch64",
              "manylinux_2_17_aarch64", "manylinux2014_aarch64"]
 APT_HINT = "sudo apt-get install qemu-user-static debootstrap"
+STATE = "edgetl-emulator.json"  # what was built; also the mark of a folder edgetl owns
+DEFAULT_CPU = "cortex-a76"      # the Raspberry Pi 5's core: NEON and dot-product, no SVE; qemu's
+                                # default 'max' offers SVE and more, so libraries would pick
+                                # kernels the board never runs (and that qemu emulates slowly)
 
 
 def default_dir(arch: str = "arm64") -> Path:
@@ -45,6 +49,7 @@ def build(folder=None, runtimes=("tflite-runtime",), arch: str = "arm64", log=pr
         if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
             raise ConfigError(f"{tool} not found: {APT_HINT}")
     folder = Path(folder or default_dir(arch)).resolve()
+    _claim(folder)
     state = _state(folder)
     if not state.get("userland"):
         _userland(folder, log)
@@ -59,15 +64,36 @@ def build(folder=None, runtimes=("tflite-runtime",), arch: str = "arm64", log=pr
     return _launcher(folder)
 
 
+def _claim(folder: Path) -> None:
+    """Build only into a folder edgetl owns: absent or empty (then marked), or marked before.
+    Anything else is the user's, and nothing in it is touched."""
+    marker = folder / STATE
+    if folder.is_dir() and any(folder.iterdir()) and not marker.is_file():
+        raise ConfigError(f"--dir {folder} holds files edgetl did not write (no {STATE}): "
+                          "choose an empty or new folder for the emulated device")
+    _check_owner(folder) if folder.exists() else folder.mkdir(parents=True)
+    if not marker.is_file():
+        _save(folder, {})
+
+
+def _check_owner(path: Path) -> None:
+    """Run nothing that another user could have written (a shared cache folder)."""
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise DeviceError(f"{path} belongs to another user or others may write to it: edgetl "
+                          "runs nothing from it; build the emulated device in a folder of "
+                          "your own (--dir)")
+
+
 def _state(folder: Path) -> dict:
     try:
-        return json.loads((folder / "edgetl-emulator.json").read_text())
+        return json.loads((folder / STATE).read_text())
     except (OSError, ValueError):
         return {}
 
 
 def _save(folder: Path, state: dict) -> None:
-    (folder / "edgetl-emulator.json").write_text(json.dumps(state, indent=2) + "\n")
+    (folder / STATE).write_text(json.dumps(state, indent=2) + "\n")
 
 
 def _mirror() -> str:
@@ -141,6 +167,7 @@ def _launcher(folder: Path) -> Path:
     root = folder / "root"
     path.write_text("#!/bin/sh\n# Python 3 of an emulated arm64 Debian userland (edgetl)\n"
                     f"export PYTHONPATH='{folder / 'site'}' EDGETL_EMULATED=1\n"
+                    f"export QEMU_CPU=\"${{QEMU_CPU:-{DEFAULT_CPU}}}\"\n"
                     f"exec '{qemu}' -L '{root}' '{root}/usr/bin/python3' \"$@\"\n")
     path.chmod(0o755)
     return path
@@ -152,15 +179,19 @@ def launcher(device: Device) -> Path:
     if not path.exists():
         raise DeviceError(f"{device}: not built yet: run 'edgetl device emulate {device.host}' "
                           "first")
+    for owned in (path, path.parent):
+        _check_owner(owned)
     return path
 
 
-def run_emulated(device: Device, folder: Path, args: list, timeout: float, threads=None) -> dict:
+def run_emulated(device: Device, folder: Path, args: list, timeout: float, threads=None,
+                 cpu=None) -> dict:
     """The bundle's runner under the emulated userland's Python (this edgetl's runner, as with
     every other device); its JSON result, marked emulated."""
     cmd = [str(launcher(device)), str(RUNNER), "--bundle", str(Path(folder).resolve()), *args]
     proc = run_process(cmd, timeout, f"{device}", cwd=folder,
-                       env={**os.environ, **thread_env(threads)},
+                       env={**os.environ, **thread_env(threads),
+                            **({"QEMU_CPU": cpu} if cpu else {})},
                        hung=f"runner did not finish within {timeout:g} s under emulation; raise "
                             "--timeout")
     return {**runner_result(proc, f"{device}"), "emulated": True}

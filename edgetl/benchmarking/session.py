@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import bundle_runner
 from ..core import console
 from ..core.errors import DeviceError, EdgetlError, RunError, RuntimeUnavailable
-from ..core.files import read_json
+from ..core.files import read_json, sha256
 from ..core.layout import BenchFiles, RunLayout, RunLock
 from ..core.names import check_number, parse_names
 from . import report, runtimes
@@ -80,9 +80,10 @@ def benchmark(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100,
     threads = threads or (target.threads if target else None) or \
         (len(bundle_runner.usable_cpus()) if device.kind == "local" else None)
     bundles = find_bundles(path)
-    is_run = RunLayout(path).export.dir.is_dir() and not (path / "run.py").is_file()
-    files = BenchFiles(Path(out) if out else RunLayout(path).bench.dir if is_run
-                       else path.parent / f"{path.name}-bench")
+    run_root = owning_run(path)
+    if run_root:
+        check_current(run_root, bundles)
+    files = BenchFiles(Path(out) if out else default_out(path, run_root))
     todo = plan_rows(bundles, wanted, target, device)
     if _torch_row_wanted(path, wanted, target, device):
         todo.append(("torch", None, None, "torch"))
@@ -93,21 +94,61 @@ def benchmark(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100,
     ctx = Measurer(device, threads, batch, warmup, iters, min_seconds, timeout,
                    python or (target and device.kind == "ssh" and target.python), ssh_config,
                    adb_binary, path, bundles)
-    with RunLock(path) if is_run else contextlib.nullcontext():
-        keep_history(files)
-        with console.stage_output(files.log):
-            results = ctx.run_all(todo, trials)
-        machine = _machine(device, ctx.device_machine)
-        for row in results:
-            report.add_floor(row, machine.get("peak"), target)
-        result = {"machine": machine, "settings": settings, "source": str(path),
-                  "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
-        if target:
-            result["target"] = {"name": target.name, "path": target.path}
-            result["verdict"] = report.verdict(results, target)
-        report.write(files, result)
+    ctx.emulated_cpu = target.emulated_cpu if target else ""
+    ctx.adb_flags = target.benchmark_model_flags if target else ()
+    with RunLock(run_root) if run_root else contextlib.nullcontext():
+        running_log = files.dir / f".bench.log.tmp{os.getpid()}"
+        try:
+            with console.stage_output(running_log):
+                results = ctx.run_all(todo, trials)
+            machine = _machine(device, ctx.device_machine)
+            for row in results:
+                report.add_floor(row, machine.get("peak"), target)
+            result = {"machine": machine, "settings": settings, "source": str(path),
+                      "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
+            if target:
+                result["target"] = {"name": target.name, "path": target.path}
+                result["verdict"] = report.verdict(results, target)
+            keep_history(files)             # only now: a stopped bench leaves the old report
+            os.replace(running_log, files.log)
+            report.write(files, result)
+        finally:
+            running_log.unlink(missing_ok=True)
     result["out"] = str(files.dir)
     return result
+
+
+def owning_run(path: Path):
+    """The run folder `path` belongs to (a run, or a bundle in RUN/export/), else None."""
+    path = path.resolve()
+    if RunLayout(path).export.dir.is_dir() and not (path / "run.py").is_file():
+        return path
+    if path.parent.name == "export" and (path.parent.parent / "train").is_dir():
+        return path.parent.parent
+    return None
+
+
+def default_out(path: Path, run_root) -> Path:
+    """RUN/bench for a run, RUN/bench/<bundle> for one of its bundles (never inside export/,
+    which the next export replaces), BUNDLE-bench beside a bundle of no run."""
+    if run_root is None:
+        return path.parent / f"{path.name}-bench"
+    bench = RunLayout(run_root).bench.dir
+    return bench if run_root == path.resolve() else bench / path.name
+
+
+def check_current(run_root: Path, bundles) -> None:
+    """Refuse to measure builds of another checkpoint than the run's (after train --overwrite)."""
+    ckpt = RunLayout(run_root).train.checkpoint
+    if not ckpt.is_file():
+        return
+    now = sha256(ckpt)
+    stale = [name for name, _, m in bundles
+             if m.get("source_checkpoint_sha256") not in (None, now)]
+    if stale:
+        raise RunError(f"{RunLayout(run_root).export.dir} holds builds of an older checkpoint "
+                       f"than {ckpt} ({', '.join(stale)}): run 'edgetl export {run_root} "
+                       "--overwrite' first")
 
 
 class Measurer:
@@ -121,11 +162,15 @@ class Measurer:
         self.python, self.ssh_config, self.adb_binary = python, ssh_config, adb_binary
         self.path, self.bundles = path, bundles
         self.device_machine, self.baseline, self.timed_out = None, None, False
+        self.peak_asked = False         # the GEMM peak is probed once, whatever that run gives
+        self.emulated_cpu, self.adb_flags = "", ()
 
     def run_all(self, todo, trials) -> list:
         trial_rows, errors = [[] for _ in todo], [None] * len(todo)
         bar = console.bar(total=trials * len(todo), desc="bench", unit="run")
         for t in range(trials):
+            if t and (self.device_machine or {}).get("emulated"):
+                break                       # its runner only scores: one pass is all there is
             for i, (name, folder, manifest, runtime) in enumerate(todo):
                 bar.update(1)
                 if errors[i]:
@@ -150,8 +195,9 @@ class Measurer:
                 raise RunError(f"{folder}/manifest.json is missing or unreadable: re-run "
                                "'edgetl export' or copy the bundle again")
             args = runner_args(runtime, self.threads, self.batch, self.warmup, self.iters,
-                               self.min_seconds, 1, peak=self.device_machine is None
+                               self.min_seconds, 1, peak=not self.peak_asked
                                and self.device.measures_latency, score=score)
+            self.peak_asked = True
             row = self._on_device(folder, manifest, args)
             measured = row.pop("machine", None) or {}
             self.device_machine = self.device_machine or measured
@@ -172,21 +218,27 @@ class Measurer:
                            self.ssh_config, self.threads)
         if d.kind == "emulated":
             from .emulated import run_emulated
-            return run_emulated(d, folder, args, self.timeout, self.threads)
+            return run_emulated(d, folder, args, self.timeout, self.threads,
+                                self.emulated_cpu)
         if manifest["format"] != "tflite":
             raise DeviceError(f"{d}: adb runs .tflite builds only ({folder.name} is "
                               f"{manifest['format']})")
-        bad = bundle_runner.mismatched_files(manifest, folder)
-        if bad:
-            raise RunError(f"{', '.join(bad)}: missing or its sha256 no longer matches the "
-                           "bundle manifest; re-run 'edgetl export' or copy the bundle again")
+        try:
+            bundle_runner.verify(manifest, str(folder))
+        except bundle_runner.BundleError as e:
+            raise RunError(str(e)) from None
+        extra = [f"--min_secs={self.min_seconds:g}"] if self.min_seconds else []
         row = run_adb(d, folder / manifest["model_file"], self.threads, self.warmup, self.iters,
-                      self.timeout, **({"binary": self.adb_binary} if self.adb_binary else {}))
+                      self.timeout, **({"binary": self.adb_binary} if self.adb_binary else {}),
+                      extra=extra + list(self.adb_flags))
+        # benchmark_model is LiteRT's own tool: the row is LiteRT's, timed on the phone; it
+        # scores nothing, so the phone's top-1 is unknown (the host's is kept apart, labelled)
         return {**row, "format": "tflite", "precision": manifest["precision"],
-                "runtime": "benchmark_model", "batch": 1,
-                "top1": manifest.get("eval_top1"), "n": manifest.get("eval_n"),
-                "accuracy_note": "benchmark_model times only; top-1 is the bundle's export-time "
-                                 "eval_top1 (LiteRT on the workstation)"}
+                "runtime": "litert", "tool": "benchmark_model", "batch": 1,
+                "top1": None, "n": None, "top1_agreement": None,
+                "host_top1": manifest.get("eval_top1"), "host_n": manifest.get("eval_n"),
+                "accuracy_note": "not measured on the phone (benchmark_model times only); "
+                                 "host_top1 is LiteRT on the workstation at export"}
 
 
 def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
@@ -218,18 +270,29 @@ def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
 
 
 def merge_trials(trials: list) -> dict:
+    """One latency record from the trials': each statistic that every trial has (runners give
+    p50/p90/p99, benchmark_model mean/std and, in newer builds, median and p95) merged."""
     import numpy as np
-    if len(trials) == 1 or "p50" not in trials[0]:
+    if len(trials) == 1:
         return trials[0]
-    med = lambda k: float(np.median([t[k] for t in trials]))
-    p50s = [t["p50"] for t in trials]
-    return {"mean": float(np.mean([t["mean"] for t in trials])),
-            "std": float(np.sqrt(np.mean([t["std"] ** 2 for t in trials]))),
-            "p50": med("p50"), "p90": med("p90"), "p99": med("p99"),
-            "min": min(t["min"] for t in trials), "runs": sum(t["runs"] for t in trials),
-            "trial_p50": p50s, "trial_spread_pct": float((max(p50s) - min(p50s))
-                                                         / np.median(p50s) * 100),
-            "statistic": "median over trials of each trial's statistic"}
+    have = lambda k: all(k in t for t in trials)
+    merged = {k: float(np.median([t[k] for t in trials]))
+              for k in ("p50", "p90", "p95", "p99") if have(k)}
+    if have("mean"):
+        merged["mean"] = float(np.mean([t["mean"] for t in trials]))
+    if have("std"):
+        merged["std"] = float(np.sqrt(np.mean([t["std"] ** 2 for t in trials])))
+    if have("min"):
+        merged["min"] = min(t["min"] for t in trials)
+    if have("runs"):
+        merged["runs"] = sum(t["runs"] for t in trials)
+    centre = "p50" if have("p50") else "mean"
+    if have(centre):
+        values = [t[centre] for t in trials]
+        merged.update({f"trial_{centre}": values, "trial_spread_pct": float(
+            (max(values) - min(values)) / np.median(values) * 100)})
+    merged["statistic"] = "median over trials of each trial's statistic"
+    return merged
 
 
 def _known_runtimes() -> tuple:
@@ -282,11 +345,19 @@ def keep_history(files: BenchFiles) -> None:
     if not files.report.is_file():
         return
     try:
-        stamp = read_json(files.report).get("recorded") or str(int(files.report.stat().st_mtime))
-    except ValueError:
-        stamp = str(int(files.report.stat().st_mtime))
-    dest = files.history / stamp.replace(":", "")
-    dest.mkdir(parents=True, exist_ok=True)
+        stamp = read_json(files.report).get("recorded")
+    except (EdgetlError, ValueError, AttributeError):   # damaged: kept all the same, by time
+        stamp = None
+    stamp = (stamp or time.strftime("%Y-%m-%dT%H:%M:%S",
+                                    time.localtime(files.report.stat().st_mtime))).replace(":", "")
+    files.history.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10000):                 # two reports of the same second get two folders
+        dest = files.history / (stamp if n == 1 else f"{stamp}-{n}")
+        try:
+            dest.mkdir()
+            break
+        except FileExistsError:
+            continue
     for name in files.REPORT_NAMES:
         if (files.dir / name).is_file():
             shutil.move(str(files.dir / name), dest / name)

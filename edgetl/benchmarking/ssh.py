@@ -1,9 +1,11 @@
 """SSH devices (Jetson, Raspberry Pi, an emulated ARM userland): the bundle streams as tar over
-the one connection into a temporary folder, its run.py runs there under the device's own Python
-and runtime, bounded on the device itself by `timeout`, and the JSON comes back."""
+the one connection into a temporary folder, this edgetl's runner checks and runs it there under
+the device's own Python and runtime, bounded on the device itself by `timeout` and by a watchdog
+that stops it when the connection goes, and the JSON comes back."""
 import io
 import shlex
 import tarfile
+import time
 from pathlib import Path
 
 from ..core.errors import DeviceError
@@ -40,26 +42,32 @@ def _ssh_error(device, proc) -> DeviceError:
 
 
 def bundle_tar(folder: Path) -> bytes:
-    """The bundle's files, its run.py replaced by this edgetl's runner (the same code)."""
+    """bundle/: the bundle's folder as it is (every file, so the device refuses what the
+    manifest does not list); runner/run.py: this edgetl's runner, kept outside the bundle."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and f.name != "run.py":
-                tar.add(f, arcname=f.name)
-        tar.add(RUNNER, arcname="run.py")
+        tar.add(folder, arcname="bundle")
+        tar.add(RUNNER, arcname="runner/run.py")
     return buf.getvalue()
 
 
 def remote_script(python: str, args: list, timeout: float, threads=None) -> str:
-    """Unpack the bundle into a fresh folder, run it bounded by `timeout` (TERM, then KILL),
+    """Unpack into a fresh folder, run the runner on the bundle bounded by `timeout` (TERM,
+    then KILL) where the device has it, and by a watchdog that stops the runner once this side
+    is gone (its heartbeat line fails to reach a closed connection: Ctrl-C, a lost link);
     remove the folder whatever happens."""
     env = " ".join(f"{k}={v}" for k, v in thread_env(threads).items())
     py = shlex.quote(python)
     bound = f"timeout -k {KILL_GRACE} {timeout:g}"
+    watchdog = ("(trap '' PIPE; while kill -0 $r 2>/dev/null; do sleep 1; printf '\\n' "
+                f"2>/dev/null || {{ kill -TERM $r; sleep {KILL_GRACE}; kill -KILL $r; break; }}; "
+                "done) </dev/null & w=$!")
     return (f"command -v {py} >/dev/null || exit 127; d=$(mktemp -d) || exit 1; "
-            "trap 'rm -rf \"$d\"' EXIT HUP INT TERM; tar -xf - -C \"$d\" && cd \"$d\" && "
+            "trap 'rm -rf \"$d\"' EXIT HUP INT TERM; tar -xf - -C \"$d\" || exit 1; "
             f"if command -v timeout >/dev/null; then b='{bound}'; else b=''; fi; "
-            f"env {env} $b {py} run.py {shlex.join(args)}")
+            f"env {env} $b {py} \"$d/runner/run.py\" --bundle \"$d/bundle\" "
+            f"{shlex.join(args)} </dev/null & r=$!; {watchdog}; wait $r; s=$?; "
+            "kill $w 2>/dev/null; exit $s")
 
 
 def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="python3",
@@ -67,6 +75,7 @@ def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="py
     """One run of the bundle's runner on the device; its JSON result."""
     cmd = ssh_command(device, remote_script(python, args, timeout, threads), timeout,
                       ssh_config)
+    start = time.monotonic()
     # the local bound leaves the device's own bound time to act first
     proc = run_process(cmd, timeout + KILL_GRACE + 15, str(device), stdin=bundle_tar(folder))
     if proc.returncode == 255:
@@ -74,7 +83,12 @@ def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="py
     if proc.returncode == 127:
         raise DeviceError(f"{device}: no '{python}' on the device; install Python 3 there or "
                           "set 'python' in the target profile")
-    if proc.returncode in (124, 137):
+    timed_out = time.monotonic() - start >= timeout
+    if proc.returncode == 124 or (proc.returncode == 137 and timed_out):
         raise DeviceError(f"{device}: no answer within {timeout:g} s: the runner was stopped "
                           "on the device; raise --timeout or lower --iters")
+    if proc.returncode == 137:
+        raise DeviceError(f"{device}: the runner was killed on the device (signal 9) after "
+                          f"{time.monotonic() - start:.0f} s, well within --timeout: most "
+                          "likely out of memory; lower --batch or free memory there")
     return runner_result(proc, f"{device}")

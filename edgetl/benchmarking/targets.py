@@ -15,7 +15,8 @@ PACKAGED = Path(__file__).resolve().parents[1] / "profiles"      # wheel install
 KEYS = {"name": str, "description": str, "device": str, "python": str, "img_size": int,
         "threads": int, "latency_budget_ms": (int, float), "min_top1": (int, float),
         "max_int8_drop": (int, float), "peak_fp32_gflops": (int, float),
-        "peak_int8_gops": (int, float), "peak_source": str, "builds": list}
+        "peak_int8_gops": (int, float), "peak_source": str, "emulated_cpu": str,
+        "benchmark_model_flags": list, "builds": list}
 BUILD_KEYS = {"build": str, "runtime": str, "latency_budget_ms": (int, float),
               "min_top1": (int, float)}
 
@@ -49,6 +50,8 @@ class Target:
     peak_fp32_gflops: float | None = None  # published peaks: the predicted floor of rows
     peak_int8_gops: float | None = None    # measured on an emulated CPU
     peak_source: str = ""
+    emulated_cpu: str = ""                 # qemu -cpu of an emulated device: the board's core
+    benchmark_model_flags: tuple = ()      # extra flags for benchmark_model on an adb device
     builds: list = field(default_factory=list)
 
     @property
@@ -95,7 +98,14 @@ def load_target(name_or_path) -> Target:
                     threads=raw.get("threads", 1), description=raw.get("description", ""),
                     max_int8_drop=raw.get("max_int8_drop"),
                     peak_fp32_gflops=raw.get("peak_fp32_gflops"),
-                    peak_int8_gops=raw.get("peak_int8_gops"), peak_source=raw.get("peak_source", ""))
+                    peak_int8_gops=raw.get("peak_int8_gops"), peak_source=raw.get("peak_source", ""),
+                    emulated_cpu=raw.get("emulated_cpu", ""),
+                    benchmark_model_flags=tuple(raw.get("benchmark_model_flags", ())))
+    bad = [f for f in target.benchmark_model_flags
+           if not isinstance(f, str) or not f.startswith("--") or any(c.isspace() for c in f)]
+    if bad:
+        raise ConfigError(f"{path}: benchmark_model_flags {bad[0]!r}: each flag is one "
+                          "'--name=value' string")
     check_number("img_size", target.img_size, int, 32, 2048, where=str(path))
     check_number("threads", target.threads, int, 1, 1024, where=str(path))
     for key, high in (("max_int8_drop", 100), ("peak_fp32_gflops", 1e6), ("peak_int8_gops", 1e6)):

@@ -13,7 +13,7 @@ import torch
 
 from .. import bundle_runner
 from ..core import VERSION, console
-from ..core.errors import ParityError, RunError
+from ..core.errors import ConfigError, ParityError, RunError
 from ..core.files import read_json, sha256, write_json
 from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
 from ..models import load_checkpoint
@@ -80,6 +80,7 @@ def _export_into(work, layout, opts, start) -> dict:
         raise RunError(f"{len(changed)} image(s) the run was trained on changed or vanished under "
                        f"{splits.root} (e.g. {changed[0]}): restore them, or train again "
                        "(--overwrite)")
+    _check_int8_options(opts, model, splits)      # before minutes of reference work
     held_out = splits.test or splits.val
     images, labels = eval_images(held_out, spec)
     checkpoint_hash = sha256(ckpt)
@@ -124,6 +125,14 @@ def _export_into(work, layout, opts, start) -> dict:
                 "wall_seconds": round(time.time() - start, 1)}
     write_json(work.manifest, manifest)
     return manifest
+
+
+def _check_int8_options(opts, model, splits) -> None:
+    """Options that need the model or the split: one line, before any work."""
+    int8.check_blocks(model, opts.float_blocks)
+    if opts.calib_size and opts.calib_size > len(splits.train):
+        raise ConfigError(f"--calib-size {opts.calib_size}: the training split holds only "
+                          f"{len(splits.train)} images; use at most that many")
 
 
 def _fmt(value) -> str:

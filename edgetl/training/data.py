@@ -11,6 +11,7 @@ symbolic link loop) is read once, and every image file counts once, whatever its
 """
 import os
 import random
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,7 +279,15 @@ def loader(samples, transform, draft_size, batch_size, workers=0, shuffle=False,
     return torch.utils.data.DataLoader(
         ImageDataset(samples, transform, draft_size, skip_bad), batch_size=batch_size,
         shuffle=shuffle and sampler is None, sampler=sampler, generator=g,
-        num_workers=workers, collate_fn=_collate)
+        num_workers=_decoders(workers), collate_fn=_collate)
+
+
+def _decoders(workers: int) -> int:
+    """Decoder processes: forked, unless threads that a fork can deadlock are live, as JAX's
+    are once litert-torch has loaded it (export): then the images decode in this process. (A
+    fork server or spawn would re-run the caller's script in every worker, which breaks
+    scripts without a __main__ guard.)"""
+    return 0 if "jax" in sys.modules else workers
 
 
 def _collate(batch):
