@@ -23,3 +23,43 @@ def test_no_module_is_longer_than_a_reader_can_hold():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if p.name not in STANDALONE and (n := len(p.read_text().splitlines())) > 300}
     assert not long, long
+
+
+# Writers that may write a file in place, each for its reason; every other file edgetl writes
+# goes through core.files.atomic_write (the whole new file or the old one, never half).
+IN_PLACE = {"exporting/bundle.py": "into the export's work folder, which is swapped in whole",
+            "exporting/tensorrt.py": "into the export's work folder, which is swapped in whole",
+            "exporting/build_engine.py": "to a temporary name, then renamed",
+            "training/digits.py": "the demo's data set, written once",
+            "cli.py": "the crash log, a new file of a unique name",
+            "bundle_runner.py": "--json, a file the user names"}
+WRITES = ("write_text(", "write_bytes(", "savez", '"w")', '"wb")', ".save(", "savefig(")
+
+
+def test_every_file_is_written_atomically_but_where_a_reason_says_otherwise():
+    direct = set()
+    for path in PACKAGE.rglob("*.py"):
+        name = str(path.relative_to(PACKAGE))
+        if name == "core/files.py":
+            continue
+        for line in path.read_text().splitlines():
+            if any(w in line for w in WRITES) and "atomic_write(" not in line and \
+                    "tarfile.open" not in line:
+                direct.add(name)
+    assert direct <= set(IN_PLACE), direct - set(IN_PLACE)
+
+
+def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    import os
+    import pytest
+    from edgetl.core.files import write_json
+    path = tmp_path / "report.json"
+    write_json(path, {"old": True})
+
+    def stopped(fd):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "fsync", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(path, {"new": True})
+    assert path.read_text() == '{\n  "old": true\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]

@@ -3,13 +3,11 @@
 device's Python, and as the local shortcut emulated:arm64. The bundles run on ARM kernels and
 must agree with the export as on x86; latency is never reported for them."""
 import json
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-import edgetl
 from edgetl.benchmarking import emulated, session
 
 from conftest import need_tools
@@ -51,6 +49,7 @@ def test_bundles_run_on_arm_over_ssh_and_agree_with_the_export(exported, sshd, a
         assert row["top1"] == pytest.approx(bundle["eval_top1"], abs=0.051)
         assert row["top1_agreement"] >= (0.995 if "fp32" in name else 0.95)
     assert result["machine"]["machine"] == "aarch64" and result["machine"]["emulated"]
+    assert "peak" not in result["machine"]        # never probed under qemu (it takes minutes)
     assert "emulated CPU" in (tmp_path / "b" / "report.md").read_text()
 
 
@@ -70,3 +69,16 @@ def test_the_emulated_profile_gives_accuracy_verdicts_and_predicted_floors(expor
         assert r["emulated"] and r["latency_ms"] is None and r["predicted_floor_ms"] > 0
         assert "Raspberry Pi" in r["floor_peak"] or "raspberry" in r["floor_peak"]
     assert all("latency not measured" in c["reason"] for c in report["verdict"]["checks"])
+
+
+def test_the_emulated_cpu_is_the_boards_core_so_runtimes_pick_its_kernels(arm64):
+    """qemu runs a Cortex-A76 (the Pi 5's core): dot-product, no SVE, in the hardware
+    capabilities (AT_HWCAP) that XNNPACK, onnxruntime and numpy pick their kernels from; qemu's
+    default 'max' CPU would offer SVE, which the board lacks."""
+    code = ("import ctypes; get = ctypes.CDLL(None).getauxval; get.restype = ctypes.c_ulong; "
+            "v = get(16); print(bool(v >> 20 & 1), bool(v >> 22 & 1))")  # ASIMDDP, SVE
+    out = subprocess.run([str(arm64), "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "False"], out.stderr[-2000:]
+    board = subprocess.run([str(arm64), "-c", code], capture_output=True, text=True,
+                           timeout=300, env={**__import__("os").environ, "QEMU_CPU": "max"})
+    assert board.stdout.split() == ["True", "True"]       # the check can tell them apart

@@ -4,14 +4,12 @@ carry session.x64quantprecision, which selects exact kernels. Shown on an emulat
 (AVX2, no VNNI): qemu-user (.ci/run installs qemu-user-static) runs this machine's Python."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from conftest import need_tools

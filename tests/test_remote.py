@@ -113,3 +113,58 @@ def test_benchmark_model_output_is_parsed():
     assert new["peak_rss_mb"] == pytest.approx(73.4102)
     with pytest.raises(Exception, match="no 'Inference timings' line.*Segmentation fault"):
         parse_benchmark_model("STARTING!\nLoaded model m.tflite\nSegmentation fault\n")
+
+
+def test_a_stopped_ssh_bench_stops_its_runner_on_the_device(exported, sshd, tmp_path):
+    """Ctrl-C or SIGTERM here, or a lost link: the device's watchdog stops the runner within
+    seconds (not at --timeout), so the next bench there is not measured under its load."""
+    import signal
+    import sys
+    import time
+    run, _ = exported
+    hang = tmp_path / "hanging-python"
+    hang.write_text("#!/bin/sh\nexec sleep 295\n")
+    hang.chmod(0o755)
+    proc = subprocess.Popen([sys.executable, "-m", "edgetl", "bench",
+                             str(run / "export" / "tflite-int8"), "--device", "ssh://edge-device",
+                             "--ssh-config", sshd["config"](), "--python", str(hang),
+                             "--timeout", "300", "--out", str(tmp_path / "b")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    running = lambda: subprocess.run(["pgrep", "-f", "sleep 295"], capture_output=True,
+                                     text=True).stdout.strip()
+    deadline = time.time() + 60
+    while time.time() < deadline and not running():
+        time.sleep(0.2)
+    assert running(), "the runner never started on the device"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 130
+    deadline = time.time() + 15
+    while time.time() < deadline and running():
+        time.sleep(0.5)
+    assert not running(), "the runner outlived the bench on the device"
+
+
+def test_a_runner_killed_on_the_device_is_not_called_a_timeout(exported, sshd, tmp_path):
+    run, _ = exported
+    oom = tmp_path / "oom-python"
+    oom.write_text("#!/bin/sh\nkill -9 $$\n")
+    oom.chmod(0o755)
+    row = session.benchmark(run / "export" / "tflite-int8", device="ssh://edge-device",
+                            ssh_config=sshd["config"](), python=str(oom), out=tmp_path,
+                            **QUICK)["results"][0]
+    assert row["status"] == "failed" and "killed on the device (signal 9)" in row["error"]
+    assert "no answer within" not in row["error"]
+
+
+def test_code_dropped_into_a_bundle_never_runs_on_the_device(exported, sshd, pi_like_venv,
+                                                            tmp_path):
+    import shutil
+    run, _ = exported
+    bundle = tmp_path / "tflite-int8"
+    shutil.copytree(run / "export" / "tflite-int8", bundle)
+    mark = tmp_path / "RAN"
+    (bundle / "numpy.py").write_text(f"open({str(mark)!r}, 'w').write('ran')\n")
+    row = session.benchmark(bundle, device="ssh://edge-device", ssh_config=sshd["config"](),
+                            python=str(pi_like_venv), out=tmp_path / "b", **QUICK)["results"][0]
+    assert row["status"] == "failed" and "numpy.py: not listed in the manifest" in row["error"]
+    assert not mark.exists()

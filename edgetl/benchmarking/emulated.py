@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ..core.errors import ConfigError, DeviceError
+from ..core.files import atomic_write
 from .devices import RUNNER, Device, run_process, runner_result, thread_env
 
 SUITE = "bookworm"
@@ -93,7 +94,7 @@ def _state(folder: Path) -> dict:
 
 
 def _save(folder: Path, state: dict) -> None:
-    (folder / STATE).write_text(json.dumps(state, indent=2) + "\n")
+    atomic_write(folder / STATE, lambda p: p.write_text(json.dumps(state, indent=2) + "\n"))
 
 
 def _mirror() -> str:
@@ -165,10 +166,11 @@ def _launcher(folder: Path) -> Path:
     qemu = shutil.which(QEMU) or QEMU
     path = folder / "python"
     root = folder / "root"
-    path.write_text("#!/bin/sh\n# Python 3 of an emulated arm64 Debian userland (edgetl)\n"
-                    f"export PYTHONPATH='{folder / 'site'}' EDGETL_EMULATED=1\n"
-                    f"export QEMU_CPU=\"${{QEMU_CPU:-{DEFAULT_CPU}}}\"\n"
-                    f"exec '{qemu}' -L '{root}' '{root}/usr/bin/python3' \"$@\"\n")
+    text = ("#!/bin/sh\n# Python 3 of an emulated arm64 Debian userland (edgetl)\n"
+            f"export PYTHONPATH='{folder / 'site'}' EDGETL_EMULATED=1\n"
+            f"export QEMU_CPU=\"${{QEMU_CPU:-{DEFAULT_CPU}}}\"\n"
+            f"exec '{qemu}' -L '{root}' '{root}/usr/bin/python3' \"$@\"\n")
+    atomic_write(path, lambda p: p.write_text(text))
     path.chmod(0o755)
     return path
 

@@ -7,21 +7,22 @@ SKIPPED, with the reason) and the report is written all the same."""
 import contextlib
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
 from .. import bundle_runner
 from ..core import console
 from ..core.errors import DeviceError, EdgetlError, RunError, RuntimeUnavailable
-from ..core.files import read_json, sha256
+from ..core.files import read_json
 from ..core.layout import BenchFiles, RunLayout, RunLock
 from ..core.names import check_number, parse_names
 from . import report, runtimes
 from .adb import run_adb
 from .baseline import TorchBaseline
 from .devices import parse_device, run_local, runner_args
+from .outputs import check_current, default_out, keep_history, owning_run
 from .ssh import run_ssh
+from .stats import merge_trials
 from .targets import load_target
 
 
@@ -116,39 +117,6 @@ def benchmark(path, runtimes=None, threads=None, batch=1, warmup=10, iters=100,
             running_log.unlink(missing_ok=True)
     result["out"] = str(files.dir)
     return result
-
-
-def owning_run(path: Path):
-    """The run folder `path` belongs to (a run, or a bundle in RUN/export/), else None."""
-    path = path.resolve()
-    if RunLayout(path).export.dir.is_dir() and not (path / "run.py").is_file():
-        return path
-    if path.parent.name == "export" and (path.parent.parent / "train").is_dir():
-        return path.parent.parent
-    return None
-
-
-def default_out(path: Path, run_root) -> Path:
-    """RUN/bench for a run, RUN/bench/<bundle> for one of its bundles (never inside export/,
-    which the next export replaces), BUNDLE-bench beside a bundle of no run."""
-    if run_root is None:
-        return path.parent / f"{path.name}-bench"
-    bench = RunLayout(run_root).bench.dir
-    return bench if run_root == path.resolve() else bench / path.name
-
-
-def check_current(run_root: Path, bundles) -> None:
-    """Refuse to measure builds of another checkpoint than the run's (after train --overwrite)."""
-    ckpt = RunLayout(run_root).train.checkpoint
-    if not ckpt.is_file():
-        return
-    now = sha256(ckpt)
-    stale = [name for name, _, m in bundles
-             if m.get("source_checkpoint_sha256") not in (None, now)]
-    if stale:
-        raise RunError(f"{RunLayout(run_root).export.dir} holds builds of an older checkpoint "
-                       f"than {ckpt} ({', '.join(stale)}): run 'edgetl export {run_root} "
-                       "--overwrite' first")
 
 
 class Measurer:
@@ -269,32 +237,6 @@ def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
     return row
 
 
-def merge_trials(trials: list) -> dict:
-    """One latency record from the trials': each statistic that every trial has (runners give
-    p50/p90/p99, benchmark_model mean/std and, in newer builds, median and p95) merged."""
-    import numpy as np
-    if len(trials) == 1:
-        return trials[0]
-    have = lambda k: all(k in t for t in trials)
-    merged = {k: float(np.median([t[k] for t in trials]))
-              for k in ("p50", "p90", "p95", "p99") if have(k)}
-    if have("mean"):
-        merged["mean"] = float(np.mean([t["mean"] for t in trials]))
-    if have("std"):
-        merged["std"] = float(np.sqrt(np.mean([t["std"] ** 2 for t in trials])))
-    if have("min"):
-        merged["min"] = min(t["min"] for t in trials)
-    if have("runs"):
-        merged["runs"] = sum(t["runs"] for t in trials)
-    centre = "p50" if have("p50") else "mean"
-    if have(centre):
-        values = [t[centre] for t in trials]
-        merged.update({f"trial_{centre}": values, "trial_spread_pct": float(
-            (max(values) - min(values)) / np.median(values) * 100)})
-    merged["statistic"] = "median over trials of each trial's statistic"
-    return merged
-
-
 def _known_runtimes() -> tuple:
     return runtimes.NAMES
 
@@ -337,27 +279,3 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor()
-
-
-def keep_history(files: BenchFiles) -> None:
-    """A previous report (edgetl's own files only) moves to history/<time>/, never
-    overwritten."""
-    if not files.report.is_file():
-        return
-    try:
-        stamp = read_json(files.report).get("recorded")
-    except (EdgetlError, ValueError, AttributeError):   # damaged: kept all the same, by time
-        stamp = None
-    stamp = (stamp or time.strftime("%Y-%m-%dT%H:%M:%S",
-                                    time.localtime(files.report.stat().st_mtime))).replace(":", "")
-    files.history.mkdir(parents=True, exist_ok=True)
-    for n in range(1, 10000):                 # two reports of the same second get two folders
-        dest = files.history / (stamp if n == 1 else f"{stamp}-{n}")
-        try:
-            dest.mkdir()
-            break
-        except FileExistsError:
-            continue
-    for name in files.REPORT_NAMES:
-        if (files.dir / name).is_file():
-            shutil.move(str(files.dir / name), dest / name)

@@ -86,7 +86,9 @@ class RunLayout:
 def mark(folder: Path, stage: str) -> None:
     """Stamp a folder as written by edgetl (the only kind --overwrite deletes)."""
     from . import VERSION
-    (Path(folder) / MARKER).write_text(json.dumps({"stage": stage, "edgetl": VERSION}) + "\n")
+    from .files import atomic_write
+    text = json.dumps({"stage": stage, "edgetl": VERSION}) + "\n"
+    atomic_write(Path(folder) / MARKER, lambda p: p.write_text(text))
 
 
 def is_marked(folder: Path) -> bool:
