@@ -63,3 +63,12 @@ def test_an_interrupted_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
         write_json(path, {"new": True})
     assert path.read_text() == '{\n  "old": true\n}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_every_test_the_readme_names_exists():
+    import re
+    readme = (PACKAGE.parent / "README.md").read_text()
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", readme))
+    defined = {m for p in (PACKAGE.parent / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_[a-z0-9_]+)", p.read_text(), re.M)}
+    assert named and not named - defined, sorted(named - defined)

@@ -190,6 +190,9 @@ def test_tensorrt_engines_are_built_once_and_rebuilt_when_their_inputs_change(tm
     build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
     assert len(builds) == 3
     assert not [p for p in cache.iterdir() if ".tmp" in p.name]
+    cache.chmod(0o777)                                            # a cache others may write
+    with pytest.raises(build_engine.EngineBuildError, match="others may write to it"):
+        build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
 
 
 def test_sigterm_stops_a_bench_within_seconds_and_leaves_no_runner(exported, tmp_path):

@@ -72,6 +72,16 @@ def serialize(onnx_path: str, s: dict) -> bytes:
     return bytes(plan)
 
 
+def _check_owner(path: str) -> None:
+    """A cached engine is code TensorRT runs: never one another user could have written."""
+    if not os.path.exists(path):
+        return
+    st = os.stat(path)
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise EngineBuildError(f"{path} belongs to another user or others may write to it: "
+                               "not loading it; set EDGETL_ENGINE_CACHE to a folder of your own")
+
+
 def cached_or_build(onnx_path: str, settings_path: str, cache_dir: str) -> str:
     """Path of the engine for this ONNX file, TensorRT version and GPU: reused when its record
     matches, else built now and written atomically."""
@@ -83,6 +93,8 @@ def cached_or_build(onnx_path: str, settings_path: str, cache_dir: str) -> str:
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
     os.makedirs(cache_dir, exist_ok=True)
     plan = os.path.join(cache_dir, f"{s['precision']}-{key}.plan")
+    for path in (cache_dir, plan, plan + ".json"):
+        _check_owner(path)
     try:
         with open(plan + ".json") as f:
             if json.load(f) == record and os.path.isfile(plan):
