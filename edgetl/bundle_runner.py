@@ -518,6 +518,11 @@ def main(argv=None) -> int:
                     help="time only (skip the accuracy pass over the bundled set)")
     ap.add_argument("--bundle", default=HERE, help="bundle folder (default: this file's)")
     args = ap.parse_args(argv)
+    if args.json and os.path.dirname(os.path.abspath(args.json)) == os.path.abspath(args.bundle):
+        print(f"usage error: --json {args.json} would land inside the bundle, where every file "
+              "must be listed in its manifest: write it elsewhere (e.g. --json ../result.json)",
+              file=sys.stderr)
+        return EXIT_BUNDLE_ERROR
     try:
         manifest = load_manifest(args.bundle)
         if args.bench:

@@ -129,13 +129,17 @@ def test_bundle_runner_alone_reproduces_eval_top1(exported):
     run, manifest = exported
     for name in ("tflite-int8", "onnx-int8", "tflite-int8-nhwc"):
         folder = run / "export" / name
-        out = subprocess.run([sys.executable, "run.py", "--json", "r.json"], cwd=folder,
-                             capture_output=True, text=True, timeout=300)
+        inside = subprocess.run([sys.executable, "run.py", "--json", "r.json"], cwd=folder,
+                                capture_output=True, text=True, timeout=300)
+        assert inside.returncode == 2 and "write it elsewhere" in inside.stderr  # stays sealed
+        out = subprocess.run([sys.executable, "run.py", "--json", f"../{name}.json"],
+                             cwd=folder, capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr
         result = json.loads(out.stdout)
         bundle = json.loads((folder / "manifest.json").read_text())
         assert result["top1"] == bundle["eval_top1"] and result["n"] == 20
-        assert json.loads((folder / "r.json").read_text())["top1"] == result["top1"]
+        assert json.loads((folder.parent / f"{name}.json").read_text())["top1"] == \
+            result["top1"]
         for key in ("latency_ms", "runtime", "runtime_version"):
             assert key in result
 

@@ -94,12 +94,15 @@ def test_the_feature_cache_is_keyed_on_the_files_not_only_their_names(image_fold
 
 
 def test_overwrite_deletes_only_what_edgetl_wrote(image_folder, tmp_path):
-    """--out pointed at the data set: its train/ split is not a run and is never deleted."""
-    before = sorted(p.name for p in (image_folder / "train").rglob("*"))
+    """--out pointed at a folder whose train/ is the user's (another data set, notes): it is
+    not a run and is never deleted, with or without --overwrite. (--out at the data folder
+    itself is refused earlier: tests/test_faults_layouts.py.)"""
+    mine = make_folder(tmp_path / "other-data", per_class=2)
+    before = sorted(p.name for p in (mine / "train").rglob("*"))
     for extra in ([], ["--overwrite"]):
-        res = _cli("train", image_folder, "--out", image_folder, *extra, "--img-size", "32")
+        res = _cli("train", image_folder, "--out", mine, *extra, "--img-size", "32")
         assert "was not written by edgetl" in _one_line(res)
-    assert sorted(p.name for p in (image_folder / "train").rglob("*")) == before
+    assert sorted(p.name for p in (mine / "train").rglob("*")) == before
 
 
 def test_two_processes_on_one_run_folder_are_refused_with_the_other_pid(image_folder, tmp_path):

@@ -13,7 +13,7 @@ import torch
 
 from .. import bundle_runner
 from ..core import VERSION, console
-from ..core.errors import ConfigError, ParityError, RunError
+from ..core.errors import DataError, ParityError, RunError
 from ..core.files import read_json, sha256, write_json
 from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
 from ..models import load_checkpoint
@@ -131,7 +131,7 @@ def _check_int8_options(opts, model, splits) -> None:
     """Options that need the model or the split: one line, before any work."""
     int8.check_blocks(model, opts.float_blocks)
     if opts.calib_size and opts.calib_size > len(splits.train):
-        raise ConfigError(f"--calib-size {opts.calib_size}: the training split holds only "
+        raise DataError(f"--calib-size {opts.calib_size}: the training split holds only "
                           f"{len(splits.train)} images; use at most that many")
 
 
