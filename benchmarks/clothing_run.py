@@ -11,36 +11,42 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import data_path, save, timed_cli  # noqa: E402
 
-ap = argparse.ArgumentParser()
-ap.add_argument("--data")
-ap.add_argument("--out", default="runs/bench-clothing-run")
-ap.add_argument("--target", default="x86-cpu")
-ap.add_argument("--result", default="clothing_run")
-args = ap.parse_args()
-shutil.rmtree(args.out, ignore_errors=True)
-wall, rc = timed_cli(["run", str(data_path(args.data)), "--target", args.target,
-                      "--out", args.out])
-out = Path(args.out)
-report = json.loads((out / "bench" / "report.json").read_text())
-export = json.loads((out / "export" / "manifest.json").read_text())
-train = json.loads((out / "train" / "metrics.json").read_text())
-fp32 = export["reference_top1"]["fp32"]
-rows = [{k: r.get(k) for k in ("build", "runtime", "status", "top1", "held_out_top1",
-                                "top1_agreement", "latency_ms", "x_floor", "int8_speedup",
-                                "size_bytes")} for r in report["results"]]
-q = export["quantization"]
-save(args.result, {
-    "command": f"edgetl run DATA --target {args.target} --out {args.out}", "exit_code": rc,
-    "wall_seconds": round(wall, 1), "train_wall_seconds": train["wall_seconds"],
-    "export_wall_seconds": export["wall_seconds"], "int8_decision_seconds": q["seconds"],
-    "fp32_val_top1": train["val"]["top1"], "fp32_test_top1": train["test"]["top1"],
-    "held_out_top1": {a["name"]: a["test_top1"] for a in export["artifacts"]},
-    "int8_minus_fp32_points_held_out": {
-        a["name"]: round(100 * (a["test_top1"] - fp32), 2) for a in export["artifacts"]
-        if a["precision"] == "int8" and a["test_top1"] is not None},
-    "parity": {a["name"]: a["parity"] for a in export["artifacts"]},
-    "int8": {k: q[k] for k in ("method", "qat_epochs", "weight_range", "val_fp32_top1",
-                               "val_int8_top1", "val_drop_points", "mitigation",
-                               "float_blocks")},
-    "verdict": report.get("verdict"), "machine_peak": report["machine"].get("peak"),
-    "rows": rows})
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data")
+    ap.add_argument("--out", default="runs/bench-clothing-run")
+    ap.add_argument("--target", default="x86-cpu")
+    ap.add_argument("--result", default="clothing_run")
+    args = ap.parse_args()
+    shutil.rmtree(args.out, ignore_errors=True)
+    wall, rc = timed_cli(["run", str(data_path(args.data)), "--target", args.target,
+                          "--out", args.out])
+    out = Path(args.out)
+    report = json.loads((out / "bench" / "report.json").read_text())
+    export = json.loads((out / "export" / "manifest.json").read_text())
+    train = json.loads((out / "train" / "metrics.json").read_text())
+    fp32 = export["reference_top1"]["fp32"]
+    rows = [{k: r.get(k) for k in ("build", "runtime", "status", "top1", "held_out_top1",
+                                    "top1_agreement", "latency_ms", "x_floor", "int8_speedup",
+                                    "size_bytes")} for r in report["results"]]
+    q = export["quantization"]
+    save(args.result, {
+        "command": f"edgetl run DATA --target {args.target} --out {args.out}", "exit_code": rc,
+        "wall_seconds": round(wall, 1), "train_wall_seconds": train["wall_seconds"],
+        "export_wall_seconds": export["wall_seconds"], "int8_decision_seconds": q["seconds"],
+        "fp32_val_top1": train["val"]["top1"], "fp32_test_top1": train["test"]["top1"],
+        "held_out_top1": {a["name"]: a["test_top1"] for a in export["artifacts"]},
+        "int8_minus_fp32_points_held_out": {
+            a["name"]: round(100 * (a["test_top1"] - fp32), 2) for a in export["artifacts"]
+            if a["precision"] == "int8" and a["test_top1"] is not None},
+        "parity": {a["name"]: a["parity"] for a in export["artifacts"]},
+        "int8": {k: q[k] for k in ("method", "qat_epochs", "weight_range", "val_fp32_top1",
+                                   "val_int8_top1", "val_drop_points", "mitigation",
+                                   "float_blocks")},
+        "verdict": report.get("verdict"), "machine_peak": report["machine"].get("peak"),
+        "rows": rows})
+
+
+if __name__ == "__main__":
+    main()

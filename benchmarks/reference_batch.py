@@ -40,7 +40,8 @@ def main():
             rows.append({"graph": name, "batch": batch, "seconds": round(seconds, 2),
                          "predictions_changed_vs_first": int((pred != first[name]).sum())})
             print(rows[-1])
-    save(args.result, {"run": args.run, "images": len(images), "img_size": spec.img_size, "rows": rows})
+    save(args.result, {"run": args.run, "images": len(images), "img_size": spec.img_size,
+                       "rows": rows})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != HERE]
 
 import argparse  # noqa: E402
+import collections  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import time  # noqa: E402
@@ -35,11 +36,28 @@ EXIT_RUNTIME_MISSING = 3             # the runtime a build needs is not installe
 MAX_ASPECT = 12                      # longer side / shorter side of an image file, at most:
                                      # resizing a 1x1000 strip's short side costs gigabytes
 
-TFLITE_RUNTIMES = {"litert": ("ai_edge_litert", "ai_edge_litert.interpreter"),
-                   "tflite-runtime": ("tflite_runtime", "tflite_runtime.interpreter")}
-ONNX_PROVIDERS = {"onnxruntime": "CPUExecutionProvider",
-                  "onnxruntime-cuda": "CUDAExecutionProvider",
-                  "onnxruntime-tensorrt": "TensorrtExecutionProvider"}
+
+# The runtime table, the one place that knows the runtimes: which build format each runs, the
+# package whose version it reports, the module that must import, the onnxruntime execution
+# provider, and whether it needs a CUDA GPU. edgetl's planning (benchmarking/runtimes.py) reads
+# it from here.
+Runtime = collections.namedtuple("Runtime", "format package module provider cuda")
+RUNTIMES = {
+    "litert": Runtime("tflite", "ai_edge_litert", "ai_edge_litert.interpreter", None, False),
+    "tflite-runtime": Runtime("tflite", "tflite_runtime", "tflite_runtime.interpreter", None,
+                              False),
+    "onnxruntime": Runtime("onnx", "onnxruntime", "onnxruntime", "CPUExecutionProvider", False),
+    "onnxruntime-cuda": Runtime("onnx", "onnxruntime", "onnxruntime", "CUDAExecutionProvider",
+                                True),
+    "onnxruntime-tensorrt": Runtime("onnx", "onnxruntime", "onnxruntime",
+                                    "TensorrtExecutionProvider", True),
+    "tensorrt": Runtime("tensorrt", "tensorrt", "tensorrt", None, True),
+}
+
+
+def runtimes_for(fmt: str) -> tuple:
+    """The runtimes that run builds of `fmt`, in order of preference."""
+    return tuple(name for name, r in RUNTIMES.items() if r.format == fmt)
 
 
 class BundleError(Exception):
@@ -108,8 +126,8 @@ def verify(manifest: dict, folder=HERE) -> None:
 
 def _tflite_interpreter(runtime=None):
     import importlib
-    for name in ([runtime] if runtime else list(TFLITE_RUNTIMES)):
-        package, module = TFLITE_RUNTIMES[name]
+    for name in ([runtime] if runtime else runtimes_for("tflite")):
+        package, module = RUNTIMES[name].package, RUNTIMES[name].module
         try:
             mod, pkg = importlib.import_module(module), importlib.import_module(package)
         except ImportError:
@@ -119,8 +137,12 @@ def _tflite_interpreter(runtime=None):
                          "pip install ai-edge-litert (or tflite-runtime)")
 
 
+# --- the model contract: Model(path, manifest, folder, threads, runtime, batch) opens a build;
+# model(x) maps an input batch (numpy, the manifest's layout and dtype) to the output batch;
+# model.runtime, model.version and model.provider say what ran it. LOADERS picks the class.
+
 class TFLiteModel:
-    def __init__(self, path, threads=None, runtime=None, batch=1):
+    def __init__(self, path, manifest, folder, threads=None, runtime=None, batch=1):
         cls, self.runtime, self.version = _tflite_interpreter(runtime)
         self.interpreter = cls(model_path=path, num_threads=threads)
         self.inp = self.interpreter.get_input_details()[0]
@@ -145,15 +167,13 @@ class TFLiteModel:
 
 
 class OnnxModel:
-    def __init__(self, path, threads=None, runtime="onnxruntime", batch=1, options=None):
+    def __init__(self, path, manifest, folder, threads=None, runtime=None, batch=1):
         try:
             import onnxruntime as ort
         except ImportError:
             raise RuntimeMissing("onnxruntime is not installed: pip install onnxruntime") from None
-        provider = ONNX_PROVIDERS.get(runtime or "onnxruntime")
-        if provider is None:
-            raise BundleError(f"runtime {runtime!r} does not run .onnx builds: use one of "
-                              f"{', '.join(ONNX_PROVIDERS)}")
+        provider = RUNTIMES[runtime or "onnxruntime"].provider
+        options = manifest.get("runtime_options", {}).get("onnxruntime")
         if provider not in ort.get_available_providers():
             raise RuntimeMissing(f"onnxruntime here has no {provider} "
                                  f"(available: {', '.join(ort.get_available_providers())})")
@@ -209,7 +229,7 @@ class TensorRTModel:
     Engines are built once per (ONNX sha256, TensorRT version, GPU) by the bundle's
     build_engine.py and kept in a cache folder on the device, written atomically."""
 
-    def __init__(self, path, folder, manifest):
+    def __init__(self, path, manifest, folder, threads=None, runtime=None, batch=1):
         try:
             import tensorrt as trt
             import torch
@@ -259,19 +279,18 @@ def _module_from(path: str):
     return module
 
 
+LOADERS = {"tflite": TFLiteModel, "onnx": OnnxModel, "tensorrt": TensorRTModel}
+
+
 def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1):
+    fmt = manifest["format"]
+    if fmt not in LOADERS:
+        raise BundleError(f"format {fmt!r} has no standalone runner")
+    if runtime and runtime not in runtimes_for(fmt):
+        raise BundleError(f"runtime {runtime!r} does not run {fmt} builds: use one of "
+                          f"{', '.join(runtimes_for(fmt))}")
     path = os.path.join(folder, manifest["model_file"])
-    if manifest["format"] == "tflite":
-        if runtime and runtime not in TFLITE_RUNTIMES:
-            raise BundleError(f"runtime {runtime!r} does not run .tflite builds: use one of "
-                              f"{', '.join(TFLITE_RUNTIMES)}")
-        return TFLiteModel(path, threads, runtime, batch)
-    if manifest["format"] == "onnx":
-        options = manifest.get("runtime_options", {}).get("onnxruntime")
-        return OnnxModel(path, threads, runtime, batch, options)
-    if manifest["format"] == "tensorrt":
-        return TensorRTModel(path, folder, manifest)
-    raise BundleError(f"format {manifest['format']!r} has no standalone runner")
+    return LOADERS[fmt](path, manifest, folder, threads, runtime, batch)
 
 
 # --- preprocessing: the same as edgetl's training evaluation ----------------------------------
@@ -464,10 +483,11 @@ def _machine() -> dict:
             "python": platform.python_version(), "numpy": np.__version__}
 
 
-def measure(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=10, iters=100,
-            min_seconds=0.0, trials=3, peak=False, score=True) -> dict:
-    """Load time, first inference, latency statistics on real images, accuracy, peak RSS."""
+def measure(manifest, folder, args) -> dict:
+    """Load time, first inference, latency statistics on real images, accuracy, peak RSS.
+    `args`: the command line's settings (BENCH_FLAGS, peak, score)."""
     import resource
+    runtime, threads, batch = args.runtime, args.threads, args.batch
     verify(manifest, folder)
     cpus = pin_threads(threads)
     t0 = time.perf_counter()
@@ -482,8 +502,10 @@ def measure(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=1
     # an emulated CPU's timings say nothing about the board, and a GEMM probe under qemu can
     # take minutes: such a runner scores the bundle and never times it
     latency = None if machine["emulated"] else \
-        time_runs(lambda: model(x), warmup, iters, min_seconds, trials)
-    accuracy = evaluate(model, manifest, folder, batch) if score else {"top1": None, "n": None}
+        time_runs(lambda: model(x), args.warmup, args.iters, args.min_seconds,
+                  args.trials)
+    accuracy = evaluate(model, manifest, folder, batch) if args.score else \
+        {"top1": None, "n": None}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {"format": manifest["format"], "precision": manifest["precision"],
               "runtime": model.runtime, "runtime_version": model.version,
@@ -493,26 +515,33 @@ def measure(manifest, folder=HERE, runtime=None, threads=None, batch=1, warmup=1
               "load_ms": load_ms, "first_inference_ms": first_ms, "latency_ms": latency,
               "peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024),
               "machine": machine}
-    if peak and not machine["emulated"]:
+    if args.peak and not machine["emulated"]:
         result["machine"]["peak"] = measure_peak()
     return result
 
 
 # --- command line -----------------------------------------------------------------------------
 
+# The runner's settings, spelled once: its command line is built from this table, and edgetl
+# passes each trial's settings through it (benchmarking/devices.runner_args).
+BENCH_FLAGS = (
+    ("runtime", str, None, " | ".join(RUNTIMES)),
+    ("threads", int, None, "runtime threads (and CPUs pinned)"),
+    ("batch", int, 1, "images per inference"),
+    ("warmup", int, 10, "untimed runs first"),
+    ("iters", int, 100, "timed runs per trial (at least)"),
+    ("min_seconds", float, 0.0, "...and at least this long"),
+    ("trials", int, 3, "trials"),
+)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="*", help="image files to classify")
     ap.add_argument("--json", help="also write the result to this file")
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--runtime", default=None,
-                    help="litert | tflite-runtime | onnxruntime[-cuda|-tensorrt] | tensorrt")
     ap.add_argument("--bench", action="store_true", help="measure latency, accuracy and memory")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--iters", type=int, default=100)
-    ap.add_argument("--min-seconds", type=float, default=0.0)
-    ap.add_argument("--trials", type=int, default=3)
+    for name, kind, default, text in BENCH_FLAGS:
+        ap.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=text)
     ap.add_argument("--peak", action="store_true", help="also measure the machine's GEMM peak")
     ap.add_argument("--no-score", dest="score", action="store_false",
                     help="time only (skip the accuracy pass over the bundled set)")
@@ -526,9 +555,7 @@ def main(argv=None) -> int:
     try:
         manifest = load_manifest(args.bundle)
         if args.bench:
-            result = measure(manifest, args.bundle, args.runtime, args.threads, args.batch,
-                             args.warmup, args.iters, args.min_seconds, args.trials, args.peak,
-                             args.score)
+            result = measure(manifest, args.bundle, args)
         else:
             verify(manifest, args.bundle)
             result = _classify_or_evaluate(manifest, args, args.bundle)

@@ -5,10 +5,8 @@ value and the fix (exit 2); an unexpected error names the log file that holds it
 import argparse
 import os
 import sys
-from dataclasses import fields
-from typing import get_args
-
 from .core.errors import EdgetlError
+from .core.options import add_flags, split_layers
 from .summaries import (bench_exit, emulator_usage, export_summary, report_summary,
                         train_summary)
 
@@ -16,7 +14,7 @@ INTERRUPTED = {"train": "interrupted; continue with --resume",
                "run": "interrupted; run the same command again to continue",
                "demo": "interrupted; run the same command again to continue",
                "export": "interrupted; the previous export (if any) is unchanged",
-               "bench": "interrupted; the previous report (if any) is in the bench history",
+               "bench": "interrupted; the previous report (if any) is unchanged",
                "device": "interrupted; run the same command again to finish the device"}
 
 
@@ -27,70 +25,21 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"edgetl: error: {message} (see '{self.prog} --help')\n")
 
 
-def _add_train_options(p):
-    """One --option per TrainConfig field (defaults stay None so a --config file can set them)."""
+def _add_train_options(p, rename=None):
+    """One --flag per TrainConfig field, help and default from the field (parsed defaults stay
+    None, so a --config file or a profile can set them)."""
     from .training.config import TrainConfig
-    for f in fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in (bool, "bool"):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(f.type, f.type)
-            kind = next((t for t in get_args(kind) if t is not type(None)), kind)  # int | None
-            shown = "the model's own" if f.default is None else f.default
-            p.add_argument(flag, dest=f.name, type=kind, default=None,
-                           help=f"default: {shown}")
-    p.add_argument("--config", help="TOML file of settings ([train] table); options override it")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/train")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    add_flags(p, TrainConfig, rename)
 
 
 def _add_export_options(p):
-    p.add_argument("--formats", default="onnx,tflite,tensorrt")
-    p.add_argument("--precision", dest="precisions", default="fp32,fp16,int8")
-    p.add_argument("--quant", default="qat", choices=("qat", "ptq"))
-    p.add_argument("--qat-epochs", type=float, default=0.3)
-    p.add_argument("--calib-size", type=int, default=None,
-                   help="calibration images (default: 256, or the whole training split if "
-                        "smaller); sets the int8 scales for PTQ and QAT alike")
-    p.add_argument("--observer", default="minmax", help="PTQ observer: minmax or histogram")
-    p.add_argument("--weight-range", default="full", choices=("full", "reduced"),
-                   help="int8 weight range: full [-127,127] (default; onnxruntime bundles select "
-                        "exact kernels on AVX2 CPUs) or reduced [-63,63]")
-    p.add_argument("--bundle-size", type=int, default=100, help="images in each bundle's eval set")
-    p.add_argument("--max-int8-drop", type=float, default=0.5,
-                   help="points of validation top-1 int8 may lose against fp32 (default 0.5); "
-                        "beyond it edgetl mitigates, then fails the export")
-    p.add_argument("--mitigate", action=argparse.BooleanOptionalAction, default=True,
-                   help="when int8 misses the budget: more QAT, then float layers (default on)")
-    p.add_argument("--float-blocks", default="",
-                   help="blocks to keep in float from the start, e.g. features.1 (the report "
-                        "names them); mitigation may add more")
-    p.add_argument("--report-only", action="store_true",
-                   help="rewrite the quantization report of an existing export, nothing else")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/export")
+    from .exporting.options import ExportOptions
+    add_flags(p, ExportOptions)
 
 
-def _add_bench_options(p):
-    p.add_argument("--target", help="profile (targets/NAME.toml or NAME): builds, runtimes, "
-                   "threads, device and budgets; ends with a pass/fail verdict")
-    p.add_argument("--runtimes", help="onnxruntime,litert,tflite-runtime,tensorrt,torch "
-                   "(default: every one installed)")
-    p.add_argument("--threads", type=int, help="default: the profile's, else all usable cores")
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--iters", type=int, default=100, help="timed runs per trial (at least)")
-    p.add_argument("--min-seconds", type=float, default=0.0, help="...and at least this long")
-    p.add_argument("--trials", type=int, default=3)
-    p.add_argument("--device", help="local | ssh://user@host[:port] | adb[:serial] | "
-                   "emulated:arm64")
-    p.add_argument("--python", help="Python that runs the bundle runner (default: this one "
-                   "locally, python3 on an SSH device)")
-    p.add_argument("--ssh-config", help="ssh config file (identity, port, known_hosts)")
-    p.add_argument("--adb-binary", help="benchmark_model's path on an adb device (default: "
-                   "/data/local/tmp/benchmark_model)")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds per build and trial")
-    p.add_argument("--out", help="default: RUN/bench")
+def _add_bench_options(p, skip=()):
+    from .benchmarking.options import BenchOptions
+    add_flags(p, BenchOptions, skip=skip)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,22 +50,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="folder with train/ validation/ [test/] or class folders")
     p.add_argument("--out", required=True, help="run folder (outputs go to RUN/train/)")
     _add_train_options(p)
+    p.add_argument("--config", help="TOML file of settings ([train] table); options override it")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/train")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
     p = sub.add_parser("export", help="quantize once and build ONNX, TFLite and TensorRT bundles")
     p.add_argument("run", help="run folder holding train/")
     _add_export_options(p)
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the quantization report of an existing export, nothing else")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing RUN/export")
     p = sub.add_parser("bench", help="latency and accuracy of every build, here or on a device")
     p.add_argument("path", help="run folder (benchmarks RUN/export/*) or one bundle folder")
     _add_bench_options(p)
-    p = sub.add_parser("run", help="the main job: fine-tune -> QAT -> export -> bench")
+    p = sub.add_parser("run", help="the main job: fine-tune -> QAT -> export -> bench; takes "
+                       "every train, export and bench option")
     p.add_argument("data", help="folder with train/ validation/ [test/] or class folders")
     p.add_argument("--target", required=True, help="profile: targets/NAME.toml or NAME")
     p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--model", default=None, help="default: efficientnet_lite0")
-    p.add_argument("--img-size", type=int, default=None, help="default: the profile's img_size")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--quant", default="qat", choices=("qat", "ptq"))
-    p.add_argument("--device", default=None, help="overrides the profile's device")
+    p.add_argument("--config", help="TOML file with [train], [export] and [bench] tables; "
+                   "above the profile, below the options")
     p.add_argument("--overwrite", action="store_true", help="redo every stage")
+    _add_train_options(p, rename=RUN_RENAMES)
+    _add_export_options(p)
+    _add_bench_options(p, skip=("target", "out"))
     p = sub.add_parser("device", help="devices edgetl provides itself")
     dev = p.add_subparsers(dest="action", required=True, parser_class=OneLineParser)
     e = dev.add_parser("emulate", help="build (once) an emulated ARM device: a Debian 12 arm64 "
@@ -133,8 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_RENAMES = {"threads": "train_threads"}   # `edgetl run`: --threads is the bench's
+
+
 def _dispatch(args) -> int:
-    opts = {k: v for k, v in vars(args).items() if k != "command"}
+    opts = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     if args.command == "train":
         from .training.trainer import train
         print(train_summary(train(opts.pop("data"), opts.pop("out"), **opts)))
@@ -155,9 +114,25 @@ def _dispatch(args) -> int:
         print(emulator_usage(build(args.dir, runtimes, args.arch), args.arch, args.dir))
         return 0
     from .pipeline import demo, run
-    result = run(opts.pop("data"), **opts) if args.command == "run" else \
-        demo(args.out, target=args.target, overwrite=args.overwrite)
-    return _job_exit(result)
+    if args.command == "demo":
+        return _job_exit(demo(args.out, target=args.target, overwrite=args.overwrite))
+    fixed = {k: opts.pop(k) for k in ("data", "target", "out", "config", "overwrite")
+             if k in opts}
+    return _job_exit(run(fixed.pop("data"), fixed.pop("target"), fixed.pop("out"), **fixed,
+                         **_run_layers(opts)))
+
+
+def _run_layers(opts: dict) -> dict:
+    """`edgetl run`'s options sorted into the stage each belongs to (--threads is the bench's,
+    --train-threads training's)."""
+    from .benchmarking.options import BenchOptions
+    from .exporting.options import ExportOptions
+    from .training.config import TrainConfig
+    bench_threads, train_threads = opts.pop("threads", None), opts.pop("train_threads", None)
+    train, export, bench = split_layers(opts, TrainConfig, ExportOptions, BenchOptions)
+    train.update({"threads": train_threads} if train_threads is not None else {})
+    bench.update({"threads": bench_threads} if bench_threads is not None else {})
+    return {"train_options": train, "export_options": export, "bench_options": bench}
 
 
 def _job_exit(result: dict) -> int:

@@ -3,14 +3,17 @@ each stage skipped when its outputs on disk are up to date with the data and the
 `edgetl demo`: the same on the embedded digits."""
 from pathlib import Path
 
+from .benchmarking.options import BenchOptions
 from .benchmarking.session import benchmark
 from .benchmarking.targets import load_target
 from .core.errors import ParityError, RunError
 from .core.files import read_json, sha256
 from .core.layout import RunLayout, RunLock
+from .core.options import split_layers
 from .exporting.exporter import export
 from .exporting.options import ExportOptions
-from .training.config import load_config, saved_settings, settings_differ
+from .training.config import TrainConfig, load_config, read_layers, saved_settings, \
+    settings_differ
 from .training.data import check_out_apart, discover, follow_data
 from .training.digits import write_digits
 from .training.fingerprint import changes, fingerprint
@@ -22,19 +25,25 @@ DEMO_EXPORT = dict(qat_epochs=1.0, bundle_size=100)
 DEMO_BENCH = dict(iters=50, trials=3)
 
 
-def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", device=None,
-        overwrite=False, train_options=None, export_options=None, bench_options=None) -> dict:
-    """Returns {"train": metrics, "export": manifest, "bench": report, "skipped": [...]}."""
+def run(data, target, out, *, overwrite=False, config=None, train_options=None,
+        export_options=None, bench_options=None, **shortcuts) -> dict:
+    """Returns {"train": metrics, "export": manifest, "bench": report, "skipped": [...]}.
+    Each stage's settings, lowest layer first: defaults, the target profile, the [train] /
+    [export] / [bench] tables of the `config` TOML file, then the options (`shortcuts`:
+    any single setting, e.g. epochs=1 or quant="ptq", sorted into its stage)."""
     profile = load_target(target)
     layout = RunLayout(out)
     check_out_apart(data, out)
-    given = {"model": model, "epochs": epochs, **(train_options or {}),
-             "img_size": profile.img_size if img_size is None else img_size}
-    wanted = load_config(**given).to_dict()  # the effective settings: defaults <- profile <- options
-    export_opts = dict(formats=profile.formats, precisions=profile.precisions, quant=quant,
-                       **({"max_int8_drop": profile.max_int8_drop}
-                          if profile.max_int8_drop is not None else {}),
-                       **(export_options or {}))
+    files = read_layers(config)
+    given = split_layers(shortcuts, TrainConfig, ExportOptions, BenchOptions)
+    wanted = load_config(**{"img_size": profile.img_size, **files["train"],
+                            **(train_options or {}), **given[0]}).to_dict()
+    export_opts = {"formats": profile.formats, "precisions": profile.precisions,
+                   **({"max_int8_drop": profile.max_int8_drop}
+                      if profile.max_int8_drop is not None else {}),
+                   **files["export"], **(export_options or {}), **given[1]}
+    bench_opts = {**files["bench"], **(bench_options or {}), **given[2],
+                  "target": profile.path}
     skipped, result = [], {}
     with RunLock(out):
         if not overwrite and _train_up_to_date(layout, data, wanted):
@@ -54,8 +63,7 @@ def run(data, target, out, model=None, img_size=None, epochs=None, quant="qat", 
                 result["export"] = export(out, overwrite=True, **export_opts)
             except ParityError as e:         # builds written: measure them, report the gap
                 result["export"], export_error = e.manifest, str(e)
-        result["bench"] = benchmark(out, target=profile.path, device=device,
-                                    **(bench_options or {}))
+        result["bench"] = benchmark(out, **bench_opts)
     if export_error:
         result["export_error"] = result["bench"]["export_error"] = export_error
     result["skipped"] = skipped
@@ -67,9 +75,9 @@ def demo(out="runs/demo", target="x86-cpu", overwrite=False, **overrides) -> dic
     target's builds, benchmark them; returns {"train", "export", "bench", "skipped"}."""
     data = write_digits(Path(out) / "data" / "digits")
     settings = {**DEMO_TRAIN, **overrides}
-    return run(data, target, out, model=settings.pop("model", "efficientnet_lite0"),
-               img_size=settings.pop("img_size", 64), overwrite=overwrite,
-               train_options=settings, export_options=DEMO_EXPORT, bench_options=DEMO_BENCH)
+    return run(data, target, out, overwrite=overwrite,
+               train_options={"img_size": 64, **settings}, export_options=DEMO_EXPORT,
+               bench_options=DEMO_BENCH)
 
 
 def _train_up_to_date(layout, data, wanted: dict) -> bool:

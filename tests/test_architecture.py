@@ -72,3 +72,78 @@ def test_every_test_the_readme_names_exists():
     defined = {m for p in (PACKAGE.parent / "tests").glob("test_*.py")
                for m in re.findall(r"^def (test_[a-z0-9_]+)", p.read_text(), re.M)}
     assert named and not named - defined, sorted(named - defined)
+
+
+TABLES = {"exporting/formats.py", "bundle_runner.py"}   # the format table and the runner's
+
+
+def test_formats_are_told_apart_only_in_their_tables():
+    import re
+    names = "|".join(__import__("edgetl.exporting.formats", fromlist=["FORMATS"]).FORMATS)
+    quoted = rf"""["']({names})["']"""
+    compare = re.compile(rf"[=!]=\s*{quoted}|{quoted}\s*[=!]=|\bin\s*\(\s*{quoted}")
+    found = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py")
+             if str(p.relative_to(PACKAGE)) not in TABLES
+             for i, line in enumerate(p.read_text().splitlines(), 1) if compare.search(line)]
+    assert not found, found
+
+
+def test_no_function_takes_more_than_eight_parameters():
+    import ast
+    wide = []
+    for p in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+                n = len(names) - (names[:1] in (["self"], ["cls"]))
+                if n > 8:
+                    wide.append(f"{p.relative_to(PACKAGE)}:{node.name} ({n})")
+    assert not wide, wide
+
+
+def test_devices_are_told_apart_only_by_their_classes():
+    hits = [f"{p.relative_to(PACKAGE)}:{i}" for p in PACKAGE.rglob("*.py")
+            for i, line in enumerate(p.read_text().splitlines(), 1) if ".kind ==" in line
+            or ".kind !=" in line or "device.kind" in line]
+    assert not hits, hits
+
+
+def test_the_main_job_takes_every_option_and_help_comes_from_the_options():
+    from dataclasses import fields
+    from edgetl import cli
+    from edgetl.benchmarking.options import BenchOptions
+    from edgetl.exporting.options import MITIGATION, ExportOptions
+    from edgetl.training.config import TrainConfig
+    parser = cli.build_parser()
+    run = next(a for a in parser._subparsers._group_actions[0].choices.values()
+               if a.prog.endswith(" run"))
+    dests = {a.dest for a in run._actions}
+    wanted = {cli.RUN_RENAMES.get(f.name, f.name) for f in fields(TrainConfig)} | \
+        {f.name for f in fields(ExportOptions)} | \
+        {f.name for f in fields(BenchOptions)} - {"target", "out"}
+    assert wanted <= dests, sorted(wanted - dests)
+    mitigate = next(a for a in run._actions if a.dest == "mitigate")
+    assert mitigate.help.startswith(MITIGATION)
+    # the order the help names is the ladder's order (tests/test_int8.py runs the ladder)
+    assert MITIGATION.index("float blocks") < MITIGATION.index("more epoch of QAT")
+    for action in run._actions:
+        if action.dest not in ("help", "data"):
+            assert action.help and ("default" in action.help or action.required or
+                                    action.dest in ("config", "overwrite")), action.dest
+
+
+def test_every_benchmark_script_has_a_main_and_still_imports():
+    import importlib.util
+    bench = PACKAGE.parent / "benchmarks"
+    sys.path.insert(0, str(bench))
+    try:
+        for p in sorted(bench.glob("*.py")):
+            if p.name == "common.py":
+                continue
+            spec = importlib.util.spec_from_file_location(f"benchmark_{p.stem}", p)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)                  # imports only: runs nothing
+            assert callable(getattr(module, "main", None)), f"{p.name} has no main()"
+    finally:
+        sys.path.remove(str(bench))

@@ -11,11 +11,12 @@ from PIL import Image
 
 import edgetl
 from edgetl.core.console import stage_logger
-from edgetl.core.layout import RunLock
+from edgetl.core.layout import RunLock, TrainFiles
 from edgetl.models import create_model
 from edgetl.training import features
 from edgetl.training.config import TrainConfig
 from edgetl.training.data import discover, load_split
+from edgetl.training.job import Job
 
 from conftest import FAST, make_folder
 
@@ -80,8 +81,9 @@ def test_the_feature_cache_is_keyed_on_the_files_not_only_their_names(image_fold
     cfg = TrainConfig(**FAST)
     log = stage_logger(tmp_path / "log.txt", enabled=False)
     unit, cache = len(model.features) - 2, tmp_path / "cache"
-    build = lambda: features.build_inputs(model, unit, spec, discover(image_folder), cfg, cache,
-                                          0, 1, log)
+    files = TrainFiles(tmp_path)                                         # its cache: tmp/cache
+    build = lambda: features.build_inputs(
+        Job(model, unit, spec, discover(image_folder), cfg, files, 1, log), 0)
     before = build()["val"][0].clone()
     written = (cache / "val.safetensors").stat().st_mtime_ns
     build()

@@ -124,9 +124,9 @@ def test_a_last_batch_of_one_image_trains(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--bundle-size", "0"], "--bundle-size=0 is out of range"),
-    (["--qat-epochs", "nan"], "--qat-epochs=nan: must be a finite number"),
-    (["--max-int8-drop", "-1"], "--max-int8-drop=-1.0 is out of range"),
+    (["--bundle-size", "0"], "bundle_size=0 is out of range"),
+    (["--qat-epochs", "nan"], "qat_epochs=nan: must be a finite number"),
+    (["--max-int8-drop", "-1"], "max_int8_drop=-1.0 is out of range"),
     (["--float-blocks", "features.99"], "not a block of this model"),
 ])
 def test_bad_export_options_are_one_line(small_run, tmp_path, args, message):

@@ -4,7 +4,8 @@ import re
 import shlex
 from pathlib import Path
 
-from ..core.errors import DeviceError
+from .. import bundle_runner
+from ..core.errors import DeviceError, RunError
 from .devices import Device, run_process
 
 BENCHMARK_MODEL = "/data/local/tmp/benchmark_model"
@@ -73,3 +74,35 @@ def parse_benchmark_model(text: str) -> dict:
     return {"provider": "benchmark_model (XNNPACK)", "load_ms": init, "first_inference_ms": first,
             "latency_ms": latency, "peak_rss_mb": float(memory.group(2)) if memory else None,
             "threads": int(threads.group(1)) if threads else None}
+
+
+class AdbDevice(Device):
+    """An Android phone: LiteRT's benchmark_model times the .tflite there. The bundle is
+    checked here (no runner runs on the phone), and nothing scores it: the row's top-1 is
+    unknown, and the host's export-time top-1 is kept apart, labelled."""
+    measures_accuracy = False
+
+    def accepts(self, fmt) -> bool:
+        return fmt.benchmark_model
+
+    def run(self, folder, manifest, trial, how) -> dict:
+        from ..exporting.formats import FORMATS
+        if not self.accepts(FORMATS[manifest["format"]]):
+            raise DeviceError(f"{self}: benchmark_model runs LiteRT builds only ({folder.name} "
+                              f"is {manifest['format']})")
+        try:
+            bundle_runner.verify(manifest, str(folder))
+        except bundle_runner.BundleError as e:
+            raise RunError(str(e)) from None
+        t = trial.timing
+        extra = [f"--min_secs={t.min_seconds:g}"] if t.min_seconds else []
+        row = run_adb(self, folder / manifest["model_file"], how.threads, t.warmup, t.iters,
+                      how.timeout, how.adb_binary or BENCHMARK_MODEL,
+                      extra + list(how.benchmark_model_flags))
+        return {**row, "format": manifest["format"], "precision": manifest["precision"],
+                "runtime": "litert", "tool": "benchmark_model", "batch": 1,
+                "top1": None, "n": None, "top1_agreement": None,
+                "host_top1": manifest.get("eval_top1"), "host_n": manifest.get("eval_n"),
+                "accuracy_note": "not measured on the phone (benchmark_model times only); "
+                                 "host_top1 is LiteRT on the workstation at export"}
+

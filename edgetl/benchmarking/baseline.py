@@ -19,7 +19,7 @@ class TorchBaseline:
         self.checkpoint = checkpoint
         self.model = load_checkpoint(checkpoint)[0].eval()
         found = [(f, m) for _, f, m in bundles if m.get("precision") == "fp32"
-                 and m.get("input", {}).get("layout") == "NCHW" and m.get("format") != "tensorrt"]
+                 and m.get("input", {}).get("layout") == "NCHW"]
         if not found:
             raise RunError("the PyTorch baseline needs an fp32 build's evaluation set, and this "
                            "export has none: export with --precision fp32,... or pass "

@@ -10,47 +10,72 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..bundle_runner import EXIT_BUNDLE_ERROR, EXIT_RUNTIME_MISSING
+from ..bundle_runner import BENCH_FLAGS, EXIT_BUNDLE_ERROR, EXIT_RUNTIME_MISSING
 from ..core.errors import ConfigError, DeviceError, RuntimeUnavailable
 
 RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"
 EMULATED_ARCHES = ("arm64",)
 
 
-@dataclass
 class Device:
-    kind: str                       # "local", "ssh", "adb" or "emulated"
-    spec: str
-    host: str = ""                  # ssh: [user@]host ; adb: serial ; emulated: arch
-    port: int | None = None
+    """Where a bundle's runner executes. Each kind answers the same questions: which formats
+    it takes, whether its timings and its accuracy are the device's own, how a bundle runs
+    there (`run`), and what its machine is. `parse_device` builds one from a device string."""
+    is_local = False              # this machine: default threads, the PyTorch baseline row
+    measures_latency = True       # an emulated CPU's timings say nothing about the board
+    measures_accuracy = True      # benchmark_model (adb) times only
+    uses_profile_python = False   # SSH devices run the profile's Python
+
+    def __init__(self, spec: str, host: str = "", port: int | None = None):
+        self.spec, self.host, self.port = spec, host, port
 
     def __str__(self):
         return self.spec
 
-    @property
-    def measures_latency(self) -> bool:
-        """An emulated CPU's timings say nothing about the real one."""
-        return self.kind != "emulated"
+    def accepts(self, fmt) -> bool:
+        """Whether builds of this Format (exporting.formats) can run here at all."""
+        return True
+
+    def run(self, folder: Path, manifest: dict, trial, how) -> dict:
+        """One trial (a Trial: runtime, timing, peak, score) of the bundle in `folder`; its
+        result row. `how`: benchmarking.options.DeviceSettings."""
+        raise NotImplementedError
+
+    def machine(self, measured: dict, here: dict) -> dict:
+        """The report's machine block: the device's own facts, then this host's."""
+        return {"device": str(self), **(measured or {}), "host": here}
+
+
+class LocalDevice(Device):
+    is_local = True
+
+    def run(self, folder, manifest, trial, how) -> dict:
+        return run_local(folder, runner_args(trial, how.threads), how.timeout, how.python, how.threads)
+
+    def machine(self, measured, here) -> dict:
+        return {**here, **(measured or {}), "device": "local"}
 
 
 def parse_device(spec: str, where: str = "--device") -> Device:
     """'local', 'ssh://user@host[:port]', 'adb[:serial]' or 'emulated:arm64'."""
     if spec in ("local", "", None):
-        return Device("local", "local")
+        return LocalDevice("local")
     if spec.startswith("ssh://"):
         return _ssh_device(spec, where)
     if spec == "adb" or spec.startswith("adb:"):
+        from .adb import AdbDevice
         serial = spec[4:]
         if serial.startswith("-") or any(c.isspace() for c in serial):
             raise ConfigError(f"{where} '{spec}': an adb serial has no spaces and does not start "
                               "with '-' (see 'adb devices')")
-        return Device("adb", spec, serial)
+        return AdbDevice(spec, serial)
     if spec.startswith("emulated:"):
+        from .emulated import EmulatedDevice
         arch = spec.split(":", 1)[1]
         if arch not in EMULATED_ARCHES:
             raise ConfigError(f"{where} '{spec}': emulated devices: "
                               f"{', '.join('emulated:' + a for a in EMULATED_ARCHES)}")
-        return Device("emulated", spec, arch)
+        return EmulatedDevice(spec, arch)
     raise ConfigError(f"{where} '{spec}' is not a device: use local, ssh://user@host[:port], "
                       "adb[:serial] or emulated:arm64")
 
@@ -70,21 +95,30 @@ def _ssh_device(spec: str, where: str) -> Device:
     if not host or host.startswith("-") or (url.username or "").startswith("-"):
         raise ConfigError(f"{where} '{spec}': write ssh://user@host[:port] (a host name that "
                           "does not start with '-')")
+    from .ssh import SSHDevice
     user = f"{url.username}@" if url.username else ""
-    return Device("ssh", spec, f"{user}{host}", port)
+    return SSHDevice(spec, f"{user}{host}", port)
 
 
-def runner_args(runtime, threads, batch, warmup, iters, min_seconds, trials, peak=True,
-                score=True) -> list:
-    args = ["--bench", "--batch", str(batch), "--warmup", str(warmup), "--iters", str(iters),
-            "--min-seconds", str(min_seconds), "--trials", str(trials)]
-    args += ["--peak"] if peak else []
-    args += [] if score else ["--no-score"]
-    if runtime:
-        args += ["--runtime", runtime]
-    if threads:
-        args += ["--threads", str(threads)]
-    return args
+@dataclass(frozen=True)
+class Trial:
+    """What one trial of one build asks of a device."""
+    runtime: str | None
+    timing: object                 # benchmarking.options.Timing
+    peak: bool = False             # also probe the GEMM peak (once per bench)
+    score: bool = True             # also score the bundle's images (first trial)
+
+
+def runner_args(trial: Trial, threads) -> list:
+    """A trial's command line for the runner, spelled by the runner's own table."""
+    t = trial.timing
+    values = {"runtime": trial.runtime, "threads": threads, "batch": t.batch,
+              "warmup": t.warmup, "iters": t.iters, "min_seconds": t.min_seconds, "trials": 1}
+    args = ["--bench"]
+    for name, _, _, _ in BENCH_FLAGS:
+        if values.get(name) is not None:
+            args += ["--" + name.replace("_", "-"), str(values[name])]
+    return args + (["--peak"] if trial.peak else []) + ([] if trial.score else ["--no-score"])
 
 
 def thread_env(threads) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..core.errors import ConfigError, DeviceError
 from ..core.files import atomic_write
-from .devices import RUNNER, Device, run_process, runner_result, thread_env
+from .devices import RUNNER, Device, run_process, runner_args, runner_result, thread_env
 
 SUITE = "bookworm"
 QEMU = "qemu-aarch64-static"
@@ -197,3 +197,19 @@ def run_emulated(device: Device, folder: Path, args: list, timeout: float, threa
                        hung=f"runner did not finish within {timeout:g} s under emulation; raise "
                             "--timeout")
     return {**runner_result(proc, f"{device}"), "emulated": True}
+
+
+class EmulatedDevice(Device):
+    """An ARM userland under qemu on this machine: the device's kernels, so accuracy is its
+    own; its timings are not (never reported)."""
+    measures_latency = False
+
+    def accepts(self, fmt) -> bool:
+        return not fmt.needs_gpu
+
+    def run(self, folder, manifest, trial, how) -> dict:
+        return run_emulated(self, folder, runner_args(trial, how.threads), how.timeout, how.threads, how.emulated_cpu)
+
+    def machine(self, measured, here) -> dict:
+        return {"device": str(self), "processor": f"{(measured or {}).get('machine', '')} "
+                "under qemu on this machine", **(measured or {}), "host": here}

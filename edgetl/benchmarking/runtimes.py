@@ -1,42 +1,28 @@
-"""The runtime registry: which runtime runs which format, and whether it is installed here.
-(The bundle runner knows how to load each one; this is what the package plans with.)"""
+"""The runtimes edgetl plans with: the bundle runner's own table (the one that ships), plus the
+PyTorch baseline, which only the workstation runs; and whether each is installed here."""
 import importlib.util
-from dataclasses import dataclass
 
+from ..bundle_runner import RUNTIMES, runtimes_for
 
-@dataclass(frozen=True)
-class Runtime:
-    name: str
-    format: str          # the build format it runs: tflite, onnx, tensorrt, pytorch
-    module: str          # what must be importable
-    provider: str = ""   # onnxruntime execution provider
-
-
-REGISTRY = {r.name: r for r in (
-    Runtime("litert", "tflite", "ai_edge_litert"),
-    Runtime("tflite-runtime", "tflite", "tflite_runtime"),
-    Runtime("onnxruntime", "onnx", "onnxruntime", "CPUExecutionProvider"),
-    Runtime("onnxruntime-cuda", "onnx", "onnxruntime", "CUDAExecutionProvider"),
-    Runtime("onnxruntime-tensorrt", "onnx", "onnxruntime", "TensorrtExecutionProvider"),
-    Runtime("tensorrt", "tensorrt", "tensorrt"),
-    Runtime("torch", "pytorch", "torch"),
-)}
-NAMES = tuple(REGISTRY)
+TORCH = "torch"                        # the eager PyTorch baseline row (not a bundle runtime)
+NAMES = tuple(RUNTIMES) + (TORCH,)
 
 
 def for_format(fmt: str) -> tuple:
     """Names of the runtimes that run builds of `fmt`, in order of preference."""
-    return tuple(r.name for r in REGISTRY.values() if r.format == fmt)
+    return runtimes_for(fmt)
 
 
 def installed(name: str) -> bool:
-    rt = REGISTRY[name]
-    if importlib.util.find_spec(rt.module) is None:
+    if name == TORCH:
+        return importlib.util.find_spec("torch") is not None
+    rt = RUNTIMES[name]
+    if importlib.util.find_spec(rt.package) is None:
         return False
     if rt.provider:
         import onnxruntime
         return rt.provider in onnxruntime.get_available_providers()
-    if name == "tensorrt":
+    if rt.cuda:                                 # the runner's CUDA buffers come from PyTorch
         import torch
         return torch.cuda.is_available()
     return True

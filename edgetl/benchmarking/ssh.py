@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..core.errors import DeviceError
-from .devices import RUNNER, Device, run_process, runner_result, thread_env
+from .devices import RUNNER, Device, run_process, runner_args, runner_result, thread_env
 
 KILL_GRACE = 5          # seconds between the device's TERM and KILL of a runner over time
 SSH_ERRORS = [  # (stderr fragment, what it means and what to do)
@@ -92,3 +92,12 @@ def run_ssh(device: Device, folder: Path, args: list, timeout: float, python="py
                           f"{time.monotonic() - start:.0f} s, well within --timeout: most "
                           "likely out of memory; lower --batch or free memory there")
     return runner_result(proc, f"{device}")
+
+
+class SSHDevice(Device):
+    """A Jetson or a Raspberry Pi (or any Linux box) with Python and the runtimes."""
+    uses_profile_python = True
+
+    def run(self, folder, manifest, trial, how) -> dict:
+        return run_ssh(self, folder, runner_args(trial, how.threads), how.timeout, how.python or "python3", how.ssh_config,
+                       how.threads)

@@ -1,11 +1,10 @@
-"""What an export can build: formats x precisions (+ TFLite int8 variants), as data."""
+"""What an export can build: formats x precisions (+ variants), read off the format table."""
 from dataclasses import dataclass
 
 from ..core.names import parse_names
+from .formats import FORMATS
 
-FORMATS = ("onnx", "tflite", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
-TFLITE_INT8_VARIANTS = ("float-io", "nhwc")
 
 
 @dataclass(frozen=True)
@@ -25,20 +24,20 @@ class Build:
         if len(parts) < 2 or parts[0] not in FORMATS or parts[1] not in PRECISIONS:
             return None
         variant = parts[2] if len(parts) > 2 else ""
-        if variant and (parts[:2] != ["tflite", "int8"] or variant not in TFLITE_INT8_VARIANTS):
+        if variant and variant not in FORMATS[parts[0]].variants.get(parts[1], ()):
             return None
         return cls(parts[0], parts[1], variant)
 
 
 def plan(formats, precisions) -> list:
-    formats = parse_names(formats, FORMATS, "format")
+    """Every build of these formats at these precisions that the format builds (TensorRT has
+    no fp32: a Jetson runs it at fp16 or int8), with each one's variants."""
+    formats = parse_names(formats, tuple(FORMATS), "format")
     precisions = parse_names(precisions, PRECISIONS, "precision")
     builds = []
     for f in formats:
         for p in precisions:
-            if f == "tensorrt" and p == "fp32":
-                continue                # a Jetson runs TensorRT at fp16 or int8
-            builds.append(Build(f, p))
-            if f == "tflite" and p == "int8":
-                builds += [Build(f, p, v) for v in TFLITE_INT8_VARIANTS]
+            if p in FORMATS[f].precisions:
+                builds.append(Build(f, p))
+                builds += [Build(f, p, v) for v in FORMATS[f].variants.get(p, ())]
     return builds

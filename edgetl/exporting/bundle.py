@@ -8,17 +8,10 @@ import numpy as np
 from ..core.files import sha256, write_json
 from ..training.data import loader
 from ..training.transforms import crop_transform
-from . import tensorrt
 from .calibration import select
+from .formats import FORMATS, model_file
 
 RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"
-SUFFIX = {"onnx": ".onnx", "tflite": ".tflite", "tensorrt": ".onnx"}
-# x86 CPUs without VNNI (AVX2, AVX-512F) multiply u8 x s8 pairs into saturating int16; with
-# full-range int8 weights onnxruntime's default kernels overflow there. This option makes it use
-# exact u8 x u8 kernels (tests/test_emulated_cpu.py shows both on an emulated Haswell); on CPUs
-# with VNNI it only slows int8 down, so the runner sets it where the CPU lacks VNNI. Anyone
-# loading the .onnx with their own code on such a CPU must set it too.
-ORT_INT8_OPTIONS = {"x86_without_vnni": {"session.x64quantprecision": "1"}}
 
 
 def eval_images(samples: list, spec) -> tuple:
@@ -30,45 +23,22 @@ def eval_images(samples: list, spec) -> tuple:
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels)
 
 
-def io_details(build, model_path: Path, spec) -> tuple:
-    """(input, output) sections of the bundle manifest, read from the model file itself."""
-    layout = "NHWC" if build.variant == "nhwc" else "NCHW"
-    if build.format == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-        it = Interpreter(model_path=str(model_path))
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        section = lambda d: {"name": d["name"], "shape": d["shape"].tolist(),
-                             "dtype": np.dtype(d["dtype"]).name,
-                             "quantization": {"scale": float(d["quantization"][0]),
-                                              "zero_point": int(d["quantization"][1])}
-                             if d["quantization"][0] else None}
-        return {**section(inp), "layout": layout}, section(out)
-    dtype = "float16" if build.precision == "fp16" else "float32"
-    shape = ["batch", 3, spec.img_size, spec.img_size]
-    return ({"name": "input", "shape": shape, "dtype": dtype, "layout": "NCHW",
-             "quantization": None},
-            {"name": "logits", "shape": ["batch", len(spec.labels)], "dtype": dtype,
-             "quantization": None})
-
-
-def model_file_name(build) -> str:
-    return ("model" if build.format != "tensorrt" else f"model.{build.precision}") + \
-        SUFFIX[build.format]
-
-
-def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, labels,
-                 reference, bundle_size: int) -> dict:
-    """`reference`: the PyTorch reference's predictions on `images` (agreement on the device)."""
+def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, held_out,
+                 bundle_size: int) -> dict:
+    """`held_out`: (images, labels, the PyTorch reference's predictions on them), from which
+    `bundle_size` class-balanced images become the bundle's evaluation set (agreement on the
+    device needs the reference)."""
+    images, labels, reference = held_out
     folder.mkdir(parents=True)
-    model_file = model_file_name(build)
-    (folder / model_file).write_bytes(data)
+    fmt, name = FORMATS[build.format], model_file(build)
+    (folder / name).write_bytes(data)
     keep = _balanced(labels, bundle_size)
     np.savez_compressed(folder / "eval.npz", images=images[keep], labels=labels[keep],
                         reference=reference[keep])
     (folder / "run.py").write_text(RUNNER.read_text())
-    inp, out = io_details(build, folder / model_file, spec)
+    inp, out = fmt.io(build, folder / name, spec)
     manifest = {"format": build.format, "precision": build.precision, "variant": build.variant,
-                "model_file": model_file, "labels": list(spec.labels),
+                "model_file": name, "labels": list(spec.labels),
                 "preprocessing": {"img_size": spec.img_size, "resize_size": spec.resize_size,
                                   "interpolation": spec.interpolation,
                                   "policy": "EXIF upright, resize shorter side, centre crop",
@@ -78,12 +48,8 @@ def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, images, lab
                 "macs": meta.get("macs"),
                 "source_checkpoint_sha256": meta["source_checkpoint_sha256"],
                 "edgetl_version": meta["edgetl_version"]}
-    if build.format == "onnx" and build.precision == "int8":
-        manifest["runtime_options"] = {"onnxruntime": ORT_INT8_OPTIONS}
-    if build.format == "tensorrt":
-        floats = (meta.get("quantization") or {}).get("float_blocks", [])
-        manifest["tensorrt"] = tensorrt.write_bundle_files(folder, model_file, build.precision,
-                                                           spec.img_size, floats)
+    if fmt.extras:
+        manifest.update(fmt.extras(folder, build, spec, meta))
     seal(folder, manifest)
     return manifest
 

@@ -8,7 +8,6 @@ import os
 import shutil
 import time
 
-import onnx
 import torch
 
 from .. import bundle_runner
@@ -20,9 +19,9 @@ from ..models import load_checkpoint
 from ..training.config import TrainConfig, saved_settings
 from ..training.data import load_split
 from ..training.fingerprint import changed_files
-from . import calibration, int8, onnx_ort, parity, quant_report, tensorrt, tflite
-from . import onnx as onnx_export
+from . import calibration, int8, parity, quant_report
 from .bundle import eval_images, write_bundle
+from .formats import FORMATS, model_bytes
 from .options import ExportOptions
 
 
@@ -104,7 +103,7 @@ def _export_into(work, layout, opts, start) -> dict:
         meta = {**base_meta, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "quantization": qinfo if build.precision == "int8"
                 else None}
-        artifact = _one_build(build, source, spec, meta, graphs, images, labels, ref,
+        artifact = _one_build(build, source, spec, meta, graphs, (images, labels, ref),
                               opts.bundle_size, work)
         artifact["seconds"] = round(time.time() - t0, 1)
         if build.precision == "int8" and artifact["test_top1"] is not None:
@@ -154,36 +153,22 @@ def count_macs(model, img_size: int) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def _model_bytes(build, source, spec, meta, graphs: dict) -> bytes:
-    """Each graph converted once per (format, precision, layout); variants derive from it."""
-    layout = "NHWC" if build.variant == "nhwc" else "NCHW"
-    key = ("onnx" if build.format == "tensorrt" else build.format, build.precision, layout)
-    if key not in graphs:
-        graphs[key] = tflite.convert(source, build.precision, spec.img_size, layout) \
-            if build.format == "tflite" else \
-            onnx_export.build(source, build.precision, spec.img_size, metadata=meta)
-    if build.format == "onnx" and build.precision == "int8":      # onnxruntime's own form
-        return onnx_ort.for_onnxruntime(onnx.load_from_string(graphs[key])).SerializeToString()
-    if build.format != "tflite":
-        return graphs[key]
-    return tflite.finish(graphs[key], "float" if build.variant == "float-io" else "int8", meta)
-
-
-def _one_build(build, source, spec, meta, graphs, images, labels, ref, bundle_size, work):
-    data = _model_bytes(build, source, spec, meta, graphs)
-    if build.format == "tensorrt" and build.precision == "int8":
-        onnx_export.check_tensorrt_ready(data, f"{build.name} (QDQ ONNX)")
+def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
+    """Build, bundle and check one build; `held_out`: (images, labels, reference logits by
+    precision)."""
+    images, labels, ref = held_out
+    data = model_bytes(build, source, spec, meta, graphs)
     reference = ref["int8" if build.precision == "int8" else "fp32"]
     folder = work.bundle(build.name)
-    bundle = write_bundle(folder, build, data, spec, meta, images, labels, reference.argmax(-1),
-                          bundle_size)
+    bundle = write_bundle(folder, build, data, spec, meta,
+                          (images, labels, reference.argmax(-1)), bundle_size)
     artifact = {"name": build.name, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "path": f"export/{build.name}/{bundle['model_file']}",
                 "size_bytes": len(data), "sha256": bundle["sha256"][bundle["model_file"]]}
-    if build.format == "tensorrt" and not tensorrt.available():
+    if not FORMATS[build.format].runs_here():
         return {**artifact, "test_top1": None, "tensorrt_ready": True,
                 "parity": {"reference": f"torch-{build.precision}", "note": "not checked here "
-                           "(no TensorRT and GPU): the engine is built and checked on the device"}}
+                           "(no runtime for it on this machine): checked on the device"}}
     try:
         model = bundle_runner.open_model(bundle, str(folder))
     except bundle_runner.BundleError as e:

@@ -2,25 +2,40 @@
 `edgetl run` rebuilds an export whose record differs."""
 from dataclasses import asdict, dataclass
 
-from ..core.errors import ConfigError
-from ..core.names import check_number
-from .builds import plan
+from ..core.options import check, option
+from .builds import PRECISIONS, plan
+from .formats import FORMATS
 from .quantize import OBSERVERS, WEIGHT_RANGES
+
+
+MITIGATION = ("when int8 misses the budget, mitigate in this order until it is met: float "
+              "blocks (the one whose float run gains the output most, then the next, up to 3), "
+              "then one more epoch of QAT; --no-mitigate fails at once")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    formats: str = "onnx,tflite,tensorrt"
-    precisions: str = "fp32,fp16,int8"
-    quant: str = "qat"                  # qat | ptq
-    qat_epochs: float = 0.3
-    calib_size: int | None = None       # None: 256, or the whole train split if smaller
-    observer: str = "minmax"            # PTQ observer
-    weight_range: str = "full"          # full [-127, 127] | reduced [-63, 63]
-    bundle_size: int = 100              # images in each bundle's evaluation set
-    max_int8_drop: float | None = 0.5   # points of validation top-1 int8 may lose; None: any
-    mitigate: bool = True               # when int8 misses the budget: float blocks, more QAT
-    float_blocks: tuple = ()            # blocks kept in float from the start ('features.1')
+    formats: str = option("onnx,tflite,tensorrt", "formats to build, comma-separated: "
+                          + ", ".join(FORMATS))
+    precisions: str = option("fp32,fp16,int8", "precisions to build, comma-separated: "
+                             + ", ".join(PRECISIONS), spelled="precision")
+    quant: str = option("qat", "how int8 scales and weights are made", choices=("qat", "ptq"))
+    qat_epochs: float = option(0.3, "epochs of distillation QAT", low=0, high=100)
+    calib_size: int | None = option(None, "calibration images; they set the int8 scales for "
+                                    "PTQ and QAT alike", kind=int, low=1,
+                                    unset="256, or the whole training split if smaller")
+    observer: str = option("minmax", "PTQ observer", choices=OBSERVERS)
+    weight_range: str = option("full", "int8 weight range: full [-127,127] (onnxruntime "
+                               "bundles select exact kernels on AVX2 CPUs) or reduced [-63,63]",
+                               choices=WEIGHT_RANGES)
+    bundle_size: int = option(100, "images in each bundle's evaluation set", low=1)
+    max_int8_drop: float | None = option(0.5, "points of validation top-1 int8 may lose "
+                                         "against fp32", kind=float, low=0, high=100,
+                                         unset="no budget")
+    mitigate: bool = option(True, MITIGATION)
+    float_blocks: tuple = option((), "blocks kept in float from the start, comma-separated, "
+                                 "e.g. features.1 (the quantization report names them); "
+                                 "mitigation may add more")
 
     def __post_init__(self):
         """--float-blocks comes as 'a,b': kept as a tuple of names."""
@@ -30,21 +45,7 @@ class ExportOptions:
 
     def validate(self) -> "ExportOptions":
         self.builds()
-        if self.quant not in ("qat", "ptq"):
-            raise ConfigError(f"--quant {self.quant}: use qat or ptq")
-        if self.observer not in OBSERVERS:
-            raise ConfigError(f"--observer {self.observer}: use {' or '.join(OBSERVERS)}")
-        if self.weight_range not in WEIGHT_RANGES:
-            raise ConfigError(f"--weight-range {self.weight_range}: use "
-                              f"{' or '.join(WEIGHT_RANGES)}")
-        check_number("--qat-epochs", self.qat_epochs, float, 0, 100)
-        check_number("--bundle-size", self.bundle_size, int, 1)
-        if self.calib_size is not None:
-            check_number("--calib-size", self.calib_size, int, 1)
-        if self.max_int8_drop is not None:
-            check_number("--max-int8-drop", self.max_int8_drop, float, 0, 100)
-        if not isinstance(self.mitigate, bool):
-            raise ConfigError(f"mitigate={self.mitigate!r}: must be true or false")
+        check(self)
         return self
 
     def builds(self) -> list:

@@ -25,8 +25,11 @@ QAT_LR = 2e-4
 BATCH = 32
 
 
-def _batches(samples, transform, spec, workers, shuffle=False, seed=0):
-    return loader(samples, transform, spec.resize_size, BATCH, workers, shuffle, seed)
+WORKERS = 2                  # image decoders of QAT and calibration
+
+
+def _batches(samples, transform, spec, shuffle_seed=None):
+    return loader(samples, transform, spec.resize_size, BATCH, WORKERS, shuffle_seed)
 
 
 def _example(spec) -> tuple:
@@ -34,11 +37,11 @@ def _example(spec) -> tuple:
 
 
 @torch.no_grad()
-def calibrated(model, spec, calib, weight_range="full", workers=2):
+def calibrated(model, spec, calib, weight_range="full"):
     """The fake-quantized QAT graph with its activation scales calibrated and frozen."""
     prepared = quantize.prepare_qat(model, _example(spec), weight_range)
     quantize.set_fake_quant(prepared, enabled=False)
-    for x, _, _ in progress(_batches(calib, eval_transform(spec), spec, workers),
+    for x, _, _ in progress(_batches(calib, eval_transform(spec), spec),
                             desc="QAT scales", unit="batch"):
         prepared(x)
     quantize.set_fake_quant(prepared, enabled=True)
@@ -46,8 +49,7 @@ def calibrated(model, spec, calib, weight_range="full", workers=2):
     return prepared
 
 
-def train(prepared, spec, cfg, samples, epochs: float, teacher, workers=2, seed=0,
-          log=None) -> int:
+def train(prepared, spec, cfg, samples, epochs: float, teacher, seed=0, log=None) -> int:
     """`epochs` of QAT on `prepared` (in place); returns the steps taken. The loss is the
     divergence from the float `teacher`'s predictions on the same augmented batch: QAT's job
     is to make the int8 model agree with the float one, not to fit the labels further (with
@@ -59,8 +61,8 @@ def train(prepared, spec, cfg, samples, epochs: float, teacher, workers=2, seed=
     done = 0
     bar = progress(total=steps, desc="QAT", unit="batch")
     while done < steps:          # each pass over the data is a new seeded shuffle
-        for x, _, _ in _batches(samples, train_transform(spec, cfg), spec, workers,
-                                shuffle=True, seed=seed + done):
+        for x, _, _ in _batches(samples, train_transform(spec, cfg), spec,
+                                shuffle_seed=seed + done):
             if done >= steps:
                 break
             for g in opt.param_groups:
@@ -91,13 +93,12 @@ def converted(prepared):
 
 
 @torch.no_grad()
-def observed(model, spec, samples, observer: str, weight_range: str = "full", workers: int = 2,
-             log=None):
+def observed(model, spec, samples, observer: str, weight_range: str = "full", log=None):
     """Post-training quantization: the graph with its observers run over the calibration
     samples (convert it with `converted`)."""
     t0 = time.time()
     prepared = quantize.prepare_ptq(model, _example(spec), observer, weight_range)
-    for x, _, _ in progress(_batches(samples, eval_transform(spec), spec, workers),
+    for x, _, _ in progress(_batches(samples, eval_transform(spec), spec),
                             desc="calibrate", unit="batch"):
         prepared(x)
     if log:

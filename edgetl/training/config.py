@@ -7,92 +7,95 @@ from pathlib import Path
 
 from ..core.errors import ConfigError, RunError
 from ..core.files import read_json, write_json
-from ..core.names import check_number
+from ..core.options import check, option
+from ..models import MODELS
 
 STRATEGIES = ("feature-extract", "fine-tune", "progressive", "full")
 
 
 @dataclass
 class TrainConfig:
-    model: str = "efficientnet_lite0"
-    weights: str = "imagenet"          # imagenet | none | PATH to an edgetl checkpoint
-    img_size: int | None = None        # None: the model's own input size
-    strategy: str = "fine-tune"
-    epochs: int = 20
-    warmup_epochs: int = 3             # head-only epochs before unfreezing (fine-tune)
-    unfreeze: int = 5                  # top feature units trained after warm-up
-    progressive_every: int = 3         # epochs between unfreezing one more unit (progressive)
-    batch_size: int = 64
-    lr: float = 3e-3                   # head learning rate
-    backbone_lr_mult: float = 0.1      # unfrozen backbone units train at lr * this
-    weight_decay: float = 1e-4
-    train_bn_stats: bool = False       # trained units update BatchNorm stats (scratch: always)
-    dropout: float = 0.2
-    label_smoothing: float = 0.1
-    class_weights: str = "none"        # none | balanced
-    patience: int = 8                  # early stopping on validation top-1; 0 disables
-    cache_views: int = 3               # cached views per train image: 1 plain + augmented ones
-    crop_scale: float = 0.4
-    hflip: bool = True
-    color_jitter: float = 0.2
-    rotation: float = 10.0
-    mixup: float = 0.0                 # MixUp alpha; 0 disables
-    cutmix: float = 0.0                # CutMix alpha; 0 disables
-    skip_bad_images: bool = False
-    seed: int = 0
-    workers: int = 0                   # 0: one decoder per CPU core
-    threads: int = 0                   # 0: torch default
-
-    # (kind, low, high, low excluded) per numeric setting
-    RANGES = {"img_size": (int, 32, 2048, False), "epochs": (int, 1, None, False),
-              "warmup_epochs": (int, 0, None, False), "unfreeze": (int, 1, None, False),
-              "progressive_every": (int, 1, None, False), "batch_size": (int, 2, None, False),
-              "lr": (float, 0, 10, True), "backbone_lr_mult": (float, 0, 10, False),
-              "weight_decay": (float, 0, 10, False), "dropout": (float, 0, 0.99, False),
-              "label_smoothing": (float, 0, 0.99, False), "patience": (int, 0, None, False),
-              "cache_views": (int, 1, 64, False), "crop_scale": (float, 0, 1, True),
-              "color_jitter": (float, 0, 1, False), "rotation": (float, 0, 180, False),
-              "mixup": (float, 0, None, False), "cutmix": (float, 0, None, False),
-              "seed": (int, 0, None, False), "workers": (int, 0, 256, False),
-              "threads": (int, 0, 1024, False)}
+    model: str = option("efficientnet_lite0", "backbone", choices=tuple(MODELS))
+    weights: str = option("imagenet", "initial weights: imagenet, none or PATH of an edgetl "
+                          "checkpoint")
+    img_size: int | None = option(None, "input size in pixels", kind=int, low=32, high=2048,
+                                  unset="the model's own")
+    strategy: str = option("fine-tune", "what trains", choices=STRATEGIES)
+    epochs: int = option(20, "epochs", low=1)
+    warmup_epochs: int = option(3, "head-only epochs before unfreezing (fine-tune)", low=0)
+    unfreeze: int = option(5, "top feature units trained after warm-up", low=1)
+    progressive_every: int = option(3, "epochs between unfreezing one more unit "
+                                    "(progressive)", low=1)
+    batch_size: int = option(64, "images per step", low=2)
+    lr: float = option(3e-3, "head learning rate", low=("above", 0), high=10)
+    backbone_lr_mult: float = option(0.1, "unfrozen units train at lr x this", low=0, high=10)
+    weight_decay: float = option(1e-4, "AdamW weight decay", low=0, high=10)
+    train_bn_stats: bool = option(False, "trained units update their BatchNorm statistics "
+                                  "(from scratch: always)")
+    dropout: float = option(0.2, "dropout before the classifier", low=0, high=0.99)
+    label_smoothing: float = option(0.1, "label smoothing", low=0, high=0.99)
+    class_weights: str = option("none", "loss weights per class", choices=("none", "balanced"))
+    patience: int = option(8, "early stopping on validation top-1 after this many epochs "
+                           "without gain; 0 disables", low=0)
+    cache_views: int = option(3, "cached views per training image: 1 plain + augmented ones",
+                              low=1, high=64)
+    crop_scale: float = option(0.4, "smallest crop area of a random resized crop",
+                               low=("above", 0), high=1)
+    hflip: bool = option(True, "random horizontal flips")
+    color_jitter: float = option(0.2, "brightness/contrast/saturation jitter", low=0, high=1)
+    rotation: float = option(10.0, "random rotation, degrees", low=0, high=180)
+    mixup: float = option(0.0, "MixUp alpha; 0 disables", low=0)
+    cutmix: float = option(0.0, "CutMix alpha; 0 disables", low=0)
+    skip_bad_images: bool = option(False, "skip (and count) unreadable images instead of "
+                                   "stopping")
+    seed: int = option(0, "seed of the split, the shuffles and the augmentation", low=0)
+    workers: int = option(0, "image decoder processes; 0: one per CPU core", low=0, high=256)
+    threads: int = option(0, "PyTorch threads; 0: torch's default", low=0, high=1024)
 
     def validate(self, where: str = "") -> "TrainConfig":
-        from ..models import MODELS
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.type in (bool, "bool") and not isinstance(value, bool):
-                raise ConfigError(f"{where}{f.name}={value!r}: must be true or false")
-            if f.type in (str, "str") and not isinstance(value, str):
-                raise ConfigError(f"{where}{f.name}={value!r}: must be a string")
-        for name, (kind, low, high, low_open) in self.RANGES.items():
-            if name == "img_size" and self.img_size is None:
-                continue                        # the model's own input size
-            check_number(name, getattr(self, name), kind, low, high, low_open, where.rstrip(": "))
-        if self.model not in MODELS:
-            raise ConfigError(f"{where}unknown model '{self.model}': choose one of "
-                              f"{', '.join(MODELS)}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"{where}unknown strategy '{self.strategy}': choose one of "
-                              f"{', '.join(STRATEGIES)}")
+        check(self, where.rstrip(": "))
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise ConfigError(f"{where}--weights {self.weights}: not 'imagenet', 'none' or an "
                               "existing checkpoint file")
-        if self.class_weights not in ("none", "balanced"):
-            raise ConfigError(f"{where}class_weights '{self.class_weights}': use none or balanced")
         return self
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+STAGES = ("train", "export", "bench")
+
+
+def read_layers(path) -> dict:
+    """The [train], [export] and [bench] tables of an `edgetl run --config` TOML file (each
+    empty when absent; None: no file)."""
+    layers = {stage: {} for stage in STAGES}
+    if not path:
+        return layers
+    doc = _read_toml(path)
+    unknown = sorted(set(doc) - set(STAGES))
+    if unknown:
+        raise ConfigError(f"{path}: unknown table(s) {', '.join(unknown)}; use [train], "
+                          "[export] and [bench]")
+    for stage in STAGES:
+        if not isinstance(doc.get(stage, {}), dict):
+            raise ConfigError(f"{path}: [{stage}] must be a table of settings")
+        layers[stage] = dict(doc.get(stage, {}))
+    return layers
+
+
+def _read_toml(path) -> dict:
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config ({e})") from None
+
+
 def load_config(path=None, **overrides) -> TrainConfig:
     """Defaults <- TOML file ([train] table or top level) <- explicit overrides (not None)."""
     values = {}
     if path:
-        try:
-            doc = tomllib.loads(Path(path).read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-            raise ConfigError(f"{path}: cannot read config ({e})") from None
+        doc = _read_toml(path)
         table = doc.get("train", doc)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [train] must be a table of settings")

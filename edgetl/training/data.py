@@ -271,11 +271,13 @@ class ImageDataset(torch.utils.data.Dataset):
         return self.transform(img), label, i
 
 
-def loader(samples, transform, draft_size, batch_size, workers=0, shuffle=False, seed=0,
+def loader(samples, transform, draft_size, batch_size, workers=0, shuffle_seed=None,
            skip_bad=False, sampler=None) -> torch.utils.data.DataLoader:
     """The one DataLoader over image files: decoded in `workers` processes, shuffled with a
-    seeded generator when asked; batches are (images, labels, indices)."""
-    g = torch.Generator().manual_seed(seed) if shuffle else None
+    generator seeded by `shuffle_seed` when one is given; batches are (images, labels,
+    indices)."""
+    shuffle = shuffle_seed is not None
+    g = torch.Generator().manual_seed(shuffle_seed) if shuffle else None
     return torch.utils.data.DataLoader(
         ImageDataset(samples, transform, draft_size, skip_bad), batch_size=batch_size,
         shuffle=shuffle and sampler is None, sampler=sampler, generator=g,

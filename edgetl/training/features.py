@@ -81,16 +81,17 @@ class FrozenPart:
                                     providers=["CPUExecutionProvider"])
 
 
-def compute(run: FrozenPart, samples, transforms, draft_size, batch_size, workers, desc,
-            skip_bad=False, disable=False) -> tuple:
-    """(features [N, V, ...] float16, ok mask [N]): `run` on every transform of every sample."""
+def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=False) -> tuple:
+    """(features [N, V, ...] float16, ok mask [N]): `run` on every transform of every sample.
+    `decode`: the loader's draft_size, batch_size, workers and skip_bad."""
     ok = torch.ones(len(samples), dtype=torch.bool)
     out = None
     bar = progress(total=len(samples) * len(transforms), desc=f"{desc} ({run.engine})",
                    unit="img", disable=disable)
     for v, transform in enumerate(transforms):
-        for x, labels, idx in loader(samples, transform, draft_size, batch_size, workers,
-                                     skip_bad=skip_bad):
+        for x, labels, idx in loader(samples, transform, decode["draft_size"],
+                                     decode["batch_size"], decode["workers"],
+                                     skip_bad=decode["skip_bad"]):
             ok[idx[labels < 0]] = False
             y = run(x).to(torch.float16).contiguous()
             if out is None:
@@ -139,9 +140,13 @@ def augment(batch: torch.Tensor, hflip: bool, generator=None) -> torch.Tensor:
     return batch
 
 
-def build_inputs(model, unit, spec, splits, cfg, cache_dir, rank, world, log) -> dict:
-    """The frozen part's outputs for every split, cached in `cache_dir` (keyed on the model,
-    the samples and their file sizes and times); none when the whole network trains."""
+def build_inputs(job, rank) -> dict:
+    """The frozen part's outputs for every split, cached in the run's cache folder (keyed on
+    the model, the samples and their file sizes and times); none when the whole network
+    trains."""
+    model, unit, spec, splits, cfg, world, log = job.model, job.unit, job.spec, job.splits, \
+        job.cfg, job.world, job.log
+    cache_dir = job.files.cache
     if unit == 0:
         return {"skipped": []}
     workers = cfg.workers or min(4, max(1, torch.get_num_threads()))
@@ -163,9 +168,10 @@ def build_inputs(model, unit, spec, splits, cfg, cache_dir, rank, world, log) ->
         t0 = time.time()
         feats, ok, hit = cached(
             cache_dir / f"{name}{suffix}.safetensors", key, run=frozen, samples=mine,
-            transforms=views, draft_size=spec.resize_size, batch_size=cfg.batch_size,
-            workers=workers, desc=f"cache {name}", skip_bad=cfg.skip_bad_images,
-            disable=not distributed.is_main()) \
+            transforms=views, decode={"draft_size": spec.resize_size, "batch_size":
+                                      cfg.batch_size, "workers": workers,
+                                      "skip_bad": cfg.skip_bad_images},
+            desc=f"cache {name}", disable=not distributed.is_main()) \
             if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool), False)
         labels = torch.tensor([y for _, y in mine], dtype=torch.long)
         skipped += [{"path": mine[i][0], "split": name, "reason": "failed to decode"}

@@ -16,8 +16,10 @@ from . import distributed, loop, schedule, strategy
 from .metrics import summarize
 
 
-def fit(model, unit, inputs, splits, spec, cfg, files, resume, world, log) -> tuple:
+def fit(job, inputs, resume) -> tuple:
     """Returns (best state dict, history, best epoch index)."""
+    model, unit, splits, spec, cfg, files, world, log = job.model, job.unit, job.splits, \
+        job.spec, job.cfg, job.files, job.world, job.log
     main = distributed.is_main()
     source = loop.CachedSource(inputs, cfg, world) if unit else \
         loop.StreamSource(splits, spec, cfg, world)
@@ -95,8 +97,8 @@ def class_weights(splits, cfg):
     return counts.sum() / (len(counts) * counts.clamp(min=1))
 
 
-def final_metrics(model, unit, inputs, splits, spec, cfg, history, best_epoch, skipped,
-                  start) -> dict:
+def final_metrics(job, inputs, history, best_epoch, skipped, start) -> dict:
+    model, unit, splits, spec, cfg = job.model, job.unit, job.splits, job.spec, job.cfg
     source = loop.CachedSource(inputs, cfg, 1) if unit else \
         loop.StreamSource(splits, spec, cfg, 1)
     tail = loop.Tail(model, unit)

@@ -65,9 +65,9 @@ class StreamSource:
         self.workers = cfg.workers or max(1, torch.get_num_threads())
         self.steps = math.ceil(math.ceil(len(splits.train) / world) / cfg.batch_size)
 
-    def _loader(self, samples, transform, shuffle=False, seed=0, sampler=None):
+    def _loader(self, samples, transform, shuffle_seed=None, sampler=None):
         return loader(samples, transform, self.spec.resize_size, self.cfg.batch_size,
-                      self.workers, shuffle, seed, self.cfg.skip_bad_images, sampler)
+                      self.workers, shuffle_seed, self.cfg.skip_bad_images, sampler)
 
     def train_batches(self, epoch):
         sampler = None
@@ -77,7 +77,7 @@ class StreamSource:
         seed = self.cfg.seed * 1000 + epoch
         torch.manual_seed(seed)
         batches = self._loader(self.splits.train, train_transform(self.spec, self.cfg),
-                               shuffle=True, seed=seed, sampler=sampler)
+                               shuffle_seed=seed, sampler=sampler)
         for x, y, _ in batches:
             keep = y >= 0
             if int(keep.sum()) > 1:        # BatchNorm in train mode needs two samples

@@ -15,6 +15,7 @@ from .config import load_config, resume_settings, save_run_config
 from .data import check_out_apart, discover, find_bad_images, load_split, save_split
 from .fingerprint import changes, fingerprint
 from .fit import final_metrics, fit
+from .job import Job
 from .plots import training_curves
 
 
@@ -54,13 +55,12 @@ def _train(data, files, cfg, resume, rank, world, start) -> dict:
              cfg.model, spec.img_size, len(splits.classes), cfg.strategy, len(splits.train),
              len(splits.val), len(splits.test), splits.source)
     unit = strategy.cache_unit(cfg, len(model.features))
-    inputs = features.build_inputs(model, unit, spec, splits, cfg, files.cache, rank, world, log)
+    job = Job(model, unit, spec, splits, cfg, files, world, log)
+    inputs = features.build_inputs(job, rank)
     skipped = splits.skipped + inputs.pop("skipped")
-    best_state, history, best_epoch = fit(model, unit, inputs, splits, spec, cfg, files,
-                                          resume, world, log)
+    best_state, history, best_epoch = fit(job, inputs, resume)
     model.load_state_dict(best_state)
-    metrics = final_metrics(model, unit, inputs, splits, spec, cfg, history, best_epoch,
-                            skipped, start)
+    metrics = final_metrics(job, inputs, history, best_epoch, skipped, start)
     if distributed.is_main():
         extra = {"dropout": cfg.dropout, "val_top1": metrics["val"]["top1"],
                  "weights": cfg.weights, "img_size": spec.img_size}

@@ -1,0 +1,58 @@
+"""The bench's options as one validated dataclass (their help, ranges and defaults are the
+command line's too), and the two small records they split into: how a trial is timed, and how
+a device is reached."""
+from dataclasses import dataclass
+
+from ..core.options import check, option
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    target: str | None = option(None, "profile (targets/NAME.toml or NAME): builds, runtimes, "
+                                "threads, device and budgets; ends with a pass/fail verdict",
+                                kind=str, unset="none: every build, no verdict")
+    runtimes: str | None = option(None, "runtimes, comma-separated: onnxruntime, litert, "
+                                  "tflite-runtime, tensorrt, torch, ...", kind=str,
+                                  unset="every one installed")
+    threads: int | None = option(None, "threads of the runtime", kind=int, low=1, high=1024,
+                                 unset="the profile's, else all usable cores")
+    batch: int = option(1, "images per inference", low=1, high=1024)
+    warmup: int = option(10, "untimed runs before each trial", low=0)
+    iters: int = option(100, "timed runs per trial (at least)", low=1)
+    min_seconds: float = option(0.0, "...and at least this long per trial", low=0)
+    trials: int = option(3, "trials, interleaved across builds", low=1)
+    device: str | None = option(None, "local | ssh://user@host[:port] | adb[:serial] | "
+                                "emulated:arm64", kind=str, unset="the profile's, else local")
+    python: str | None = option(None, "Python that runs the bundle runner", kind=str,
+                                unset="this one locally, the profile's or python3 over SSH")
+    ssh_config: str | None = option(None, "ssh config file (identity, port, known_hosts)",
+                                    kind=str, unset="ssh's own")
+    adb_binary: str | None = option(None, "benchmark_model's path on an adb device", kind=str,
+                                    unset="/data/local/tmp/benchmark_model")
+    timeout: float = option(600.0, "seconds per build and trial", low=("above", 0))
+    out: str | None = option(None, "report folder", kind=str,
+                             unset="RUN/bench (RUN/bench/BUILD for one bundle of a run)")
+
+    def validate(self) -> "BenchOptions":
+        return check(self)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How each trial of a build is timed."""
+    batch: int = 1
+    warmup: int = 10
+    iters: int = 100
+    min_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class DeviceSettings:
+    """How a device is reached and bounded (a device class reads what applies to it)."""
+    timeout: float = 600.0
+    threads: int | None = None
+    python: str | None = None             # the Python that runs the runner
+    ssh_config: str | None = None
+    adb_binary: str | None = None
+    benchmark_model_flags: tuple = ()     # a profile's extra flags for benchmark_model
+    emulated_cpu: str = ""                # qemu -cpu: the board's core
