@@ -9,7 +9,7 @@ from .benchmarking.targets import load_target
 from .core.errors import ParityError, RunError
 from .core.files import read_json, sha256
 from .core.layout import RunLayout, RunLock
-from .core.options import split_layers
+from .core.options import make, split_layers
 from .exporting.exporter import export
 from .exporting.options import ExportOptions
 from .training.config import TrainConfig, load_config, read_layers, saved_settings, \
@@ -35,6 +35,8 @@ def run(data, target, out, *, overwrite=False, config=None, train_options=None,
     layout = RunLayout(out)
     check_out_apart(data, out)
     files = read_layers(config)
+    for stage, cls in (("export", ExportOptions), ("bench", BenchOptions)):
+        make(cls, files[stage], f"{config}: [{stage}]")       # a mistyped key: one line
     given = split_layers(shortcuts, TrainConfig, ExportOptions, BenchOptions)
     wanted = load_config(**{"img_size": profile.img_size, **files["train"],
                             **(train_options or {}), **given[0]}).to_dict()

@@ -44,6 +44,20 @@ def make_folder(root: Path, classes=2, per_class=12, splits=("train", "validatio
     return root
 
 
+# The fast tier (`pytest -m "not slow"`) leaves out what needs minutes: the shared exported
+# run and the device fixtures (their setup alone takes a minute or more), the emulated devices,
+# and the tests marked slow one by one (a whole pipeline, a resumed run).
+SLOW_FIXTURES = {"exported", "every_format", "pi_like_venv", "sshd", "arm64", "small_run"}
+SLOW_MODULES = {"test_emulated_arm.py", "test_emulated_cpu.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or \
+                item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "data")

@@ -90,6 +90,7 @@ def test_export_does_not_need_the_checkpoint_training_started_from(small_run, tm
     assert m["artifacts"][0]["parity"]["passed"]
 
 
+@pytest.mark.slow
 def test_run_rebuilds_an_export_made_with_other_options_and_remembers_a_parity_miss(tmp_path,
                                                                                     capsys):
     data = make_folder(tmp_path / "data", per_class=8)

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+import edgetl
 from edgetl import cli
 from edgetl.core import errors
 from edgetl.pipeline import run
@@ -26,6 +27,7 @@ runtime = "onnxruntime"
 """
 
 
+@pytest.mark.slow
 def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, capsys):
     data = make_folder(tmp_path / "data", classes=2, per_class=12)
     profile = tmp_path / "tiny.toml"
@@ -52,3 +54,33 @@ def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, c
     text = capsys.readouterr().out
     assert code == 0 and "target tiny-x86: PASS" in text
     assert json.loads((tmp_path / "x" / "bench" / "report.json").read_text())["verdict"]
+
+
+def test_the_main_job_takes_a_config_file_between_the_profile_and_the_options(tmp_path):
+    """Profile < [train]/[export]/[bench] of --config < command line, for each stage."""
+    data = make_folder(tmp_path / "data", classes=2, per_class=8)
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(PROFILE.replace('[[builds]]\nbuild = "onnx-int8"\nruntime = "onnxruntime"\n',
+                                       ""))
+    config = tmp_path / "job.toml"
+    config.write_text('[train]\nepochs = 2\nimg_size = 40\ncache_views = 1\nworkers = 1\n'
+                      'lr = 0.02\n[export]\nbundle_size = 5\n[bench]\niters = 3\ntrials = 2\n'
+                      'warmup = 0\n')
+    out = tmp_path / "run"
+    code = cli.main(["run", str(data), "--target", str(profile), "--out", str(out), "--config",
+                     str(config), "--lr", "0.01", "--trials", "1", "--max-int8-drop", "2"])
+    assert code == 0
+    saved = json.loads((out / "train" / "config.json").read_text())
+    assert (saved["epochs"], saved["img_size"], saved["lr"]) == (2, 40, 0.01)  # file > profile
+    export = json.loads((out / "export" / "manifest.json").read_text())["settings"]
+    assert export["bundle_size"] == 5 and export["max_int8_drop"] == 2.0
+    bench = json.loads((out / "bench" / "report.json").read_text())["settings"]
+    assert (bench["iters"], bench["trials"]) == (3, 1)                # option > file
+    for text, message in (("[tarin]\nepochs = 2\n", r"unknown table\(s\) tarin"),
+                          ("[export]\nbundel_size = 5\n", r"\[export\]: unknown setting\(s\) "
+                                                         "bundel_size")):
+        config.write_text(text)
+        with pytest.raises(errors.ConfigError, match=message):
+            run(data, profile, tmp_path / "r2", config=config)
+    with pytest.raises(errors.ConfigError, match="unknown setting"):
+        edgetl.export(out, overwrite=True, bundel_size=5)

@@ -109,6 +109,7 @@ def _fast_flags():
     return ["--img-size", "32", "--cache-views", "2", "--batch-size", "16", "--workers", "1"]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_where_it_stopped(tmp_path):
     data = make_folder(tmp_path / "d", per_class=40)
     run = tmp_path / "run"
@@ -132,6 +133,7 @@ def test_interrupted_run_resumes_where_it_stopped(tmp_path):
     assert metrics["epochs_run"] == 60 and metrics["img_size"] == 32
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, image_folder):
     cases = [
         (["train", tmp_path / "nope", "--out", tmp_path / "r1"], "does not exist"),
@@ -203,6 +205,7 @@ THIRD_PARTY = ("I0000", "W0000", "absl::InitializeLog", "[START]", "flatbuffer_e
                "cpuinfo", "XNNPACK delegate", "torch/utils", "Warning")
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_pipeline_on_the_embedded_digits(tmp_path, capfd):
     result = edgetl.demo(tmp_path / "demo", epochs=2, cache_views=1)
     printed = "".join(capfd.readouterr())

@@ -16,6 +16,7 @@ from ..core.errors import EdgetlError, RunError, RuntimeUnavailable
 from ..core.files import read_json
 from ..core.layout import BenchFiles, RunLayout, RunLock
 from ..core.names import parse_names
+from ..core.options import make
 from ..exporting.formats import FORMATS
 from . import report, runtimes
 from .baseline import TorchBaseline
@@ -75,7 +76,7 @@ def benchmark(path, **options) -> dict:
     """Measure every build of RUN (or one BUNDLE); writes report.json/.md/.png and returns the
     report (with a pass/fail verdict when a target profile is given). `options`: the fields of
     BenchOptions."""
-    path, o = Path(path), BenchOptions(**options).validate()
+    path, o = Path(path), make(BenchOptions, options, "bench options").validate()
     target = load_target(o.target) if o.target else None
     wanted = None if o.runtimes is None else parse_names(o.runtimes, runtimes.NAMES, "runtime")
     device = parse_device(o.device or (target.device if target else "local"))

@@ -100,3 +100,12 @@ def split_layers(values: dict, *classes) -> list:
         layers.append({k: v for k, v in values.items() if k in known(c) and k not in taken})
         taken |= known(c)
     return layers
+
+
+def make(cls, values: dict, where: str = "options"):
+    """cls(**values), a setting it does not have being one error line (not a TypeError)."""
+    unknown = sorted(set(values) - known(cls))
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known(cls)))}")
+    return cls(**values)

@@ -15,6 +15,7 @@ from ..core import VERSION, console
 from ..core.errors import DataError, ParityError, RunError
 from ..core.files import read_json, sha256, write_json
 from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
+from ..core.options import make
 from ..models import load_checkpoint
 from ..training.config import TrainConfig, saved_settings
 from ..training.data import load_split
@@ -32,7 +33,7 @@ def export(run, overwrite=False, **options) -> dict:
     written all the same)."""
     start = time.time()
     layout = RunLayout(run)
-    opts = ExportOptions(**options).validate()
+    opts = make(ExportOptions, options, "export options").validate()
     if not layout.train.checkpoint.is_file():
         raise RunError(f"{layout.train.checkpoint} not found: run 'edgetl train DATA --out "
                        f"{run}' first")
