@@ -12,8 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import save  # noqa: E402
 
 from edgetl.core.layout import RunLayout  # noqa: E402
-from edgetl.exporting import int8, parity  # noqa: E402
+from edgetl.exporting import parity  # noqa: E402
 from edgetl.exporting.bundle import eval_images  # noqa: E402
+from edgetl.quantizing.graph import load_graph  # noqa: E402
 from edgetl.models.checkpoint import load_checkpoint  # noqa: E402
 from edgetl.training.data import load_split  # noqa: E402
 
@@ -26,7 +27,7 @@ def main():
     args = ap.parse_args()
     layout = RunLayout(args.run)
     model, spec, _ = load_checkpoint(layout.train.checkpoint)
-    graph = int8.load_graph(layout.export.int8_graph, model, spec)
+    graph = load_graph(layout.export.int8_graph, model, spec)
     splits = load_split(layout.train.split)
     images, _ = eval_images(splits.test or splits.val, spec)
     parity.torch_logits(graph, images[:8], spec)                        # warm-up

@@ -43,7 +43,7 @@ def export_summary(manifest: dict) -> str:
 
 
 def report_summary(report: dict) -> str:
-    from .exporting.quant_report import summary_lines
+    from .quantizing.quant_report import summary_lines
     return "\n".join(summary_lines(report))
 
 

@@ -5,7 +5,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from edgetl.exporting import compat
+from edgetl.quantizing import compat
 
 UPSTREAM_BREAK = """
 import torch, torch.nn.functional as F
@@ -21,7 +21,7 @@ except ValueError as e:
 
 def test_upstream_still_needs_the_shim():
     """Without edgetl, torch.export rejects the plain pattern functions torchao passes it. When
-    this fails, upstream fixed it: delete edgetl/exporting/compat.py and this test."""
+    this fails, upstream fixed it: delete edgetl/quantizing/compat.py and this test."""
     out = subprocess.run([sys.executable, "-c", UPSTREAM_BREAK], capture_output=True,
                          text=True, timeout=300).stdout
     assert "upstream break:" in out and "nn.Module" in out
@@ -42,7 +42,7 @@ def test_shim_exports_plain_patterns_everywhere_they_are_imported():
 
 def test_qat_prepare_of_a_conv_bn_relu6_model_works_with_the_shim():
     """The QAT path that breaks without the shim: conv-bn fusion and litert-torch annotation."""
-    from edgetl.exporting.quantize import prepare_qat
+    from edgetl.quantizing.quantize import prepare_qat
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False),
                                 torch.nn.BatchNorm2d(8), torch.nn.ReLU6(),
                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),

@@ -11,7 +11,8 @@ from onnx import numpy_helper
 
 import edgetl
 from edgetl.core.files import sha256
-from edgetl.exporting import calibration, parity, tflite_graph
+from edgetl.exporting import parity, tflite_graph
+from edgetl.quantizing import calibration
 from edgetl.exporting import onnx as onnx_export
 
 
@@ -190,6 +191,14 @@ def test_ptq_with_histogram_observer_records_a_replayable_calibration_set(export
     finally:
         image.write_bytes(original)
     assert len(calibration.replay(recorded)) == 12
+    kept = tmp_path / "calibration" / "clothing-12.json"     # kept for other runs
+    kept.parent.mkdir()
+    shutil.copy(recorded, kept)
+    again = edgetl.export(tmp_path / "run", overwrite=True, formats="onnx", precisions="int8",
+                          quant="ptq", calib_manifest=str(kept), bundle_size=8)
+    replayed = json.loads((tmp_path / "run" / "export" / "calibration.json").read_text())
+    assert [f["path"] for f in replayed["files"]] == [p for p, _ in samples]
+    assert again["quantization"]["calib_size"] == 12
 
 
 def test_bad_export_requests_fail_clearly_and_leave_nothing_half_written(exported, tmp_path):

@@ -1,7 +1,7 @@
 """The one int8 scheme: symmetric scales, and ReLU6 outputs sized by what survives the clip."""
 import torch
 
-from edgetl.exporting import quantize
+from edgetl.quantizing import quantize
 
 
 def _conv_bn_relu6():

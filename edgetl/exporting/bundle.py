@@ -8,7 +8,7 @@ import numpy as np
 from ..core.files import sha256, write_json
 from ..training.data import loader
 from ..training.transforms import crop_transform
-from .calibration import select
+from ..quantizing.calibration import select
 from .formats import FORMATS, model_file
 
 RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"

@@ -20,7 +20,9 @@ from ..models import load_checkpoint
 from ..training.config import TrainConfig, saved_settings
 from ..training.data import load_split
 from ..training.fingerprint import changed_files
-from . import calibration, int8, parity, quant_report
+from ..quantizing import calibration, decision, quant_report
+from ..quantizing.graph import load_graph
+from . import parity
 from .bundle import eval_images, write_bundle
 from .formats import FORMATS, model_bytes
 from .options import ExportOptions
@@ -87,20 +89,20 @@ def _export_into(work, layout, opts, start) -> dict:
     base_meta = {"edgetl_version": VERSION, "source_checkpoint_sha256": checkpoint_hash,
                  "spec": spec.to_dict(), "macs": count_macs(model, spec.img_size)}
     ref = {"fp32": parity.torch_logits(model, images, spec)}
-    builds, decision = opts.builds(), None
+    builds, int8 = opts.builds(), None
     if any(b.precision == "int8" for b in builds):
         val_images, val_labels = eval_images(splits.val, spec)
         val = (val_images, val_labels, parity.torch_logits(model, val_images, spec))
-        decision = int8.quantize(model, spec, cfg, splits, work, log, opts, val)
-        ref["int8"] = parity.torch_logits(decision.converted, images, spec)
+        int8 = decision.quantize(model, spec, cfg, splits, work, log, opts, val)
+        ref["int8"] = parity.torch_logits(int8.converted, images, spec)
     ref["fp16"] = ref["fp32"]
-    qinfo = decision and decision.info
-    budget_miss = int8.misses_budget(decision) if decision else ""
+    qinfo = int8 and int8.info
+    budget_miss = decision.misses_budget(int8) if int8 else ""
     artifacts, graphs = [], {}
     for build in builds:
         console.check_stop()
         t0 = time.time()
-        source = decision.converted if build.precision == "int8" else model
+        source = int8.converted if build.precision == "int8" else model
         meta = {**base_meta, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "quantization": qinfo if build.precision == "int8"
                 else None}
@@ -129,7 +131,7 @@ def _export_into(work, layout, opts, start) -> dict:
 
 def _check_int8_options(opts, model, splits) -> None:
     """Options that need the model or the split: one line, before any work."""
-    int8.check_blocks(model, opts.float_blocks)
+    decision.check_blocks(model, opts.float_blocks)
     if opts.calib_size and opts.calib_size > len(splits.train):
         raise DataError(f"--calib-size {opts.calib_size}: the training split holds only "
                           f"{len(splits.train)} images; use at most that many")
@@ -196,8 +198,8 @@ def report_only(run) -> dict:
                        f"{run} --precision int8')")
     with RunLock(run):
         model, spec, _ = load_checkpoint(layout.train.checkpoint)
-        graph = int8.load_graph(files.int8_graph, model, spec)
-        probe = int8.report_batches(calibration.replay(files.calibration), spec)
+        graph = load_graph(files.int8_graph, model, spec)
+        probe = decision.report_batches(calibration.replay(files.calibration), spec)
         report = quant_report.analyse(graph, probe)
         old = read_json(files.quant_report) if files.quant_report.is_file() else {}
         report["decision"] = old.get("decision")

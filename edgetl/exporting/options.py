@@ -2,10 +2,11 @@
 `edgetl run` rebuilds an export whose record differs."""
 from dataclasses import asdict, dataclass
 
+from ..core.errors import ConfigError
 from ..core.options import check, option
 from .builds import PRECISIONS, plan
 from .formats import FORMATS
-from .quantize import OBSERVERS, WEIGHT_RANGES
+from ..quantizing.quantize import OBSERVERS, WEIGHT_RANGES
 
 
 MITIGATION = ("when int8 misses the budget, mitigate in this order until it is met: float "
@@ -24,6 +25,10 @@ class ExportOptions:
     calib_size: int | None = option(None, "calibration images; they set the int8 scales for "
                                     "PTQ and QAT alike", kind=int, low=1,
                                     unset="256, or the whole training split if smaller")
+    calib_manifest: str | None = option(None, "a calibration set recorded by an earlier "
+                                        "export (RUN/export/calibration.json, or a copy kept "
+                                        "in calibration/): the same images, checked unchanged",
+                                        kind=str, unset="chosen from the training split")
     observer: str = option("minmax", "PTQ observer", choices=OBSERVERS)
     weight_range: str = option("full", "int8 weight range: full [-127,127] (onnxruntime "
                                "bundles select exact kernels on AVX2 CPUs) or reduced [-63,63]",
@@ -46,6 +51,9 @@ class ExportOptions:
     def validate(self) -> "ExportOptions":
         self.builds()
         check(self)
+        if self.calib_manifest and self.calib_size:
+            raise ConfigError("--calib-manifest and --calib-size: the manifest fixes the set; "
+                              "pass one of them")
         return self
 
     def builds(self) -> list:

@@ -1,16 +1,11 @@
 """Parity: each build, run in its own runtime on the held-out images, against its PyTorch
 reference (fp32/fp16 builds: the float model; int8 builds: the quantized graph)."""
 import numpy as np
-import torch
 
-from .. import bundle_runner
+from ..quantizing.references import top1, torch_logits  # noqa: F401  (the export's references)
 
 THRESHOLDS = {"fp32": 0.995, "fp16": 0.99, "int8": 0.99}
 TIE_STEPS = 4          # int8: reference top-2 within this many output steps is a tie
-
-
-def top1(logits, labels) -> float:
-    return float((logits.argmax(-1) == labels).mean())
 
 
 def decided_samples(reference: np.ndarray) -> np.ndarray:
@@ -35,18 +30,3 @@ def check(logits: np.ndarray, reference: np.ndarray, precision: str) -> dict:
             "ties": int((~decided).sum()), "decided_agreement": decided_agreement,
             "threshold": THRESHOLDS[precision],
             "passed": decided_agreement >= THRESHOLDS[precision]}
-
-
-def torch_logits(model, images, spec, batch=4) -> np.ndarray:
-    """A PyTorch model's logits (float or int8 reference graph) on uint8 crops, fed exactly as
-    the bundles feed their models. Small batches keep the int8 graph's quantize/dequantize
-    passes in cache: about 3x faster than batches of 64 at 224 px, predictions unchanged
-    (benchmarks/reference_batch.py)."""
-    manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
-                "input": {"layout": "NCHW", "dtype": "float32"}}
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(bundle_runner.to_input(images[i:i + batch], manifest))
-            out.append(model(x).float().numpy())
-    return np.concatenate(out)

@@ -7,8 +7,8 @@ import warnings
 import torch
 
 from . import tflite_graph
-from .compat import ensure_nhwc_zero_pad
-from .quantize import make_quantizer
+from ..quantizing.compat import ensure_nhwc_zero_pad
+from ..quantizing.quantize import make_quantizer
 
 FP16_RECIPE = [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
                 "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},

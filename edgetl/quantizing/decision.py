@@ -10,42 +10,54 @@ first step that meets it:
 
 Choose on validation, report on test: every decision here sees only the validation split.
 """
-import json
 import time
 from dataclasses import dataclass, field
 
-import torch
-
+from ..core.errors import DataError
 from ..core.files import write_json
 from ..training.data import loader
 from ..training.transforms import eval_transform
 from . import calibration, qat, quant_report
-from .parity import top1, torch_logits
-from .layers import float_region_quants, op_name, without_quants
+from .graph import save_graph
+from .layers import float_region_quants, without_quants
 from .quantize import quant_params
+from .ranker import best_float_block
+from .references import top1, torch_logits
 
 DEFAULT_CALIB_SIZE = 256
 REPORT_IMAGES = 32
 MORE_QAT_EPOCHS = 1.0
 MAX_FLOAT_BLOCKS = 3
-PER_TENSOR = ("quantize_per_tensor", "dequantize_per_tensor")
 
 
 @dataclass
 class Int8:
-    """The int8 graph an export ships, with what it took to get there."""
+    """The decision record: the int8 graph an export ships, what it took to get there (`info`,
+    written into every int8 manifest), its quantization report and the measured steps."""
     converted: object
     info: dict
     report: dict
     steps: list = field(default_factory=list)
+
+    @property
+    def float_blocks(self) -> list:
+        return list(self.info["float_blocks"])
+
+    @property
+    def drop_points(self) -> float:
+        """Validation top-1 points the shipped graph loses against fp32."""
+        return self.info["val_drop_points"]
+
+    @property
+    def budget_met(self) -> bool:
+        return _within(self.drop_points, self.info["max_int8_drop"])
 
 
 def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
     """`val`: (uint8 crops, labels, fp32 logits) of the validation split."""
     t0 = time.time()
     check_blocks(model, opts.float_blocks)
-    size = opts.calib_size or min(DEFAULT_CALIB_SIZE, len(splits.train))
-    chosen = calibration.select(splits.train, size, len(spec.labels), cfg.seed)
+    chosen = calibration_set(opts, splits, len(spec.labels), cfg.seed)
     calibration.write_manifest(work.calibration, chosen, cfg.seed,
                                "minmax" if opts.quant == "qat" else opts.observer)
     attempt = _Attempt(model, spec, cfg, splits, chosen, opts, log)
@@ -84,44 +96,20 @@ def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
     return Int8(graph, info, report, steps)
 
 
-def save_graph(path, converted, info: dict) -> None:
-    """The int8 graph's tensors (weights, scales, zero points: before float blocks) and how to
-    rebuild it (see load_graph)."""
-    from safetensors.torch import save_file
-
-    from ..core.files import atomic_write
-    state = {k: v.detach().clone().contiguous() for k, v in converted.state_dict().items()}
-    acts = {n.name: [float(n.args[1]), int(n.args[2])] for n in converted.graph.nodes
-            if n.op == "call_function" and op_name(n.target).startswith(PER_TENSOR)}
-    meta = {"method": info["method"], "weight_range": info["weight_range"],
-            "observer": info["observer"], "float_blocks": ",".join(info["float_blocks"]),
-            "activation_qparams": json.dumps(acts)}
-    atomic_write(path, lambda p: save_file(state, str(p), metadata=meta))
-
-
-def load_graph(path, model, spec):
-    """The int8 reference graph an export shipped, rebuilt from its saved tensors."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from . import quantize as q
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    example = (torch.zeros(2, 3, spec.img_size, spec.img_size),)
-    prepared = q.prepare_qat(model, example, meta["weight_range"]) if meta["method"] == "qat" \
-        else q.prepare_ptq(model, example, meta["observer"], meta["weight_range"])
-    with torch.no_grad():
-        prepared(example[0])                 # observers set once, so that convert runs
-    converted = qat.converted(prepared)      # the same graph; its numbers then replaced:
-    converted.load_state_dict(load_file(str(path)), strict=True)   # tensors,
-    acts = json.loads(meta["activation_qparams"])                   # and activation qparams,
-    for n in converted.graph.nodes:                                 # which are node arguments
-        if n.name in acts:
-            n.args = (n.args[0], *acts[n.name], *n.args[3:])
-    converted.recompile()
-    blocks = [b for b in meta["float_blocks"].split(",") if b]
-    layers = quant_report.tensor_layers(converted)
-    return without_quants(converted, float_region_quants(converted.graph, layers, blocks))
+def calibration_set(opts, splits, n_classes: int, seed: int) -> list:
+    """The images that set the int8 scales: a recorded set (--calib-manifest), replayed and
+    checked unchanged, or a class-balanced, seeded choice from the training split."""
+    if not opts.calib_manifest:
+        size = opts.calib_size or min(DEFAULT_CALIB_SIZE, len(splits.train))
+        return calibration.select(splits.train, size, n_classes, seed)
+    chosen = calibration.replay(opts.calib_manifest)
+    train = {p for p, _ in splits.train}
+    outside = [p for p, _ in chosen if p not in train]
+    if outside:
+        raise DataError(f"{opts.calib_manifest}: {outside[0]} is not in this run's training "
+                        f"split ({len(outside)} such image(s)): calibrate on training images "
+                        "only (validation decides the budget, test reports)")
+    return chosen
 
 
 def _within(drop: float, budget) -> bool:
@@ -131,7 +119,7 @@ def _within(drop: float, budget) -> bool:
 def misses_budget(int8: Int8) -> str:
     """'' when the int8 graph meets the budget, else one line saying by how much and where."""
     info = int8.info
-    if _within(info["val_drop_points"], info["max_int8_drop"]):
+    if int8.budget_met:
         return ""
     layers = ", ".join(int8.report["most_sensitive"][:3]) or "none stands out"
     tried = ", ".join(s["step"] for s in info["mitigation"]) or "nothing (--no-mitigate)"
@@ -180,13 +168,11 @@ class _Attempt:
         reference = quant_report.float_outputs(self.converted, self.probe)
         for _ in range(MAX_FLOAT_BLOCKS):
             def add_block():
-                layers = quant_report.tensor_layers(self.converted)
-                gain = {b: quant_report.with_float_blocks(
-                    self.converted, layers, self.float_blocks + [b], self.probe,
-                    reference)["sqnr_db"] for b in candidates if b not in self.float_blocks}
-                self.float_blocks.append(max(gain, key=gain.get))
+                block, sqnr = best_float_block(self.converted, candidates, self.float_blocks,
+                                               self.probe, reference)
+                self.float_blocks.append(block)
                 self.log.info("float blocks %s: output SQNR %.1f dB on the calibration images",
-                              self.float_blocks, gain[self.float_blocks[-1]])
+                              self.float_blocks, sqnr)
                 return self.shipped()
             yield f"float-block-{len(self.float_blocks) + 1}", add_block
 

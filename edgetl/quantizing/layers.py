@@ -3,10 +3,9 @@ granularity a user thinks in and mixed precision acts on: a conv-BN-activation u
 ('features.3.expand'), a residual block's add ('features.4'), the classifier."""
 import torch
 
+from .nodes import MOVES_VALUES, QUANT_OPS
+
 UNIT_CLASSES = ("ConvBNAct", "Conv2dNormActivation", "Linear")
-QUANT_OPS = ("quantize_per_tensor", "quantize_per_channel")
-DEQUANT_OPS = ("dequantize_per_tensor", "dequantize_per_channel")
-MOVES_VALUES = ("pad.default", "constant_pad_nd.default", "clone.default", "dropout.default")
 
 
 def op_name(target) -> str:

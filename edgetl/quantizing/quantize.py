@@ -29,6 +29,7 @@ from torch.fx import Node
 
 from .compat import ensure_pattern_export
 from .layers import op_name as _op_name
+from .nodes import MOVES_VALUES
 
 OBSERVERS = ("minmax", "histogram")
 WEIGHT_RANGES = {"reduced": 63, "full": 127}
@@ -39,8 +40,6 @@ def scheme(weight_range: str = "full") -> dict:
     return {"weights": f"int8 symmetric per-channel (axis 0), zero point 0, [-{q}, {q}]",
             "activations": "int8 symmetric per-tensor, zero point 0, [-128, 127]",
             "weight_range": weight_range}
-SHARED_SCALE_OPS = {"constant_pad_nd.default", "pad.default", "clone.default",
-                    "dropout.default", "contiguous.default"}
 
 
 @functools.cache
@@ -87,7 +86,7 @@ def make_quantizer(qat: bool, observer: str = "minmax", weight_range: str = "ful
         def annotate(self, model):
             model = super().annotate(model)
             annotate_adds(model, self.global_config)
-            share_scales_through(model, SHARED_SCALE_OPS)
+            share_scales_through(model, MOVES_VALUES)
             size_scales_for_clips(model, lambda clip: _act_spec(qat, observer, clip))
             return model
 

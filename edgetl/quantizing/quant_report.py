@@ -16,7 +16,8 @@ import math
 import numpy as np
 import torch
 
-from .layers import (DEQUANT_OPS, QUANT_OPS, block_of, clipped_next, float_region_quants,
+from .nodes import DEQUANT_OPS, QUANT_OPS
+from .layers import (block_of, clipped_next, float_region_quants,
                      is_quant, op_name, quantized_tensor_layer)
 
 CANDIDATES = 6                 # blocks tried in float for the sensitivity ranking
