@@ -168,3 +168,24 @@ def test_code_dropped_into_a_bundle_never_runs_on_the_device(exported, sshd, pi_
                             python=str(pi_like_venv), out=tmp_path / "b", **QUICK)["results"][0]
     assert row["status"] == "failed" and "numpy.py: not listed in the manifest" in row["error"]
     assert not mark.exists()
+
+
+def test_a_bundle_of_an_older_edgetl_is_checked_and_measured_as_it_is(exported, sshd,
+                                                                     pi_like_venv, tmp_path):
+    """The bundle travels unchanged (its own run.py included, checked against its own hash)
+    and this edgetl's runner measures it from outside the bundle."""
+    import json
+    import shutil
+    from edgetl.exporting.bundle import seal
+    run, _ = exported
+    bundle = tmp_path / "tflite-int8"
+    shutil.copytree(run / "export" / "tflite-int8", bundle)
+    older = (bundle / "run.py").read_text().replace('"""Standalone runner', '"""(an older '
+                                                    'edgetl) Standalone runner', 1)
+    (bundle / "run.py").write_text(older)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    seal(bundle, manifest)                               # as that edgetl sealed it
+    row = session.benchmark(bundle, device="ssh://edge-device", ssh_config=sshd["config"](),
+                            python=str(pi_like_venv), out=tmp_path / "b", **QUICK)["results"][0]
+    assert row["status"] == "ok", row
+    assert (bundle / "run.py").read_text() == older       # not replaced, here or there
