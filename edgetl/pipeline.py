@@ -7,6 +7,7 @@ from .benchmarking.options import BenchOptions
 from .benchmarking.session import benchmark
 from .benchmarking.targets import load_target
 from .core.errors import ParityError, RunError
+from .core import documents
 from .core.files import read_json, sha256
 from .core.layout import RunLayout, RunLock
 from .core.options import make, split_layers
@@ -58,7 +59,7 @@ def run(data, target, out, *, overwrite=False, config=None, train_options=None,
         export_error = None
         if not overwrite and _export_up_to_date(layout, profile, export_opts):
             skipped.append("export")
-            result["export"] = read_json(layout.export.manifest)
+            result["export"] = documents.read(layout.export.manifest, "export")
             export_error = "; ".join(result["export"].get("failed", [])) or None
         else:
             try:
@@ -106,7 +107,7 @@ def _export_up_to_date(layout, profile, export_opts: dict) -> bool:
     build the profile names (otherwise it is rebuilt: it derives from RUN/train alone)."""
     if not layout.export.manifest.is_file():
         return False
-    m = read_json(layout.export.manifest)
+    m = documents.read(layout.export.manifest, "export")
     recorded, wanted = dict(m.get("settings", {})), ExportOptions(**export_opts).record()
     names = set(recorded.pop("builds", []))
     same = all(recorded.get(k) == v for k, v in wanted.items() if k != "builds")

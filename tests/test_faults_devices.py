@@ -231,3 +231,22 @@ def test_tests_of_a_device_group_fail_under_ci_when_its_tools_are_missing(tmp_pa
     ci = subprocess.run(cmd, capture_output=True, text=True, env={**env, "CI": "true"},
                         timeout=300, cwd=tmp_path)
     assert ci.returncode != 0 and "requires this group" in ci.stdout, ci.stdout[-2000:]
+
+
+def test_documents_carry_their_version_older_ones_are_read_newer_ones_refused(exported,
+                                                                            tmp_path):
+    run = _copy_run(exported, tmp_path)
+    export = run / "export" / "manifest.json"
+    bundle = run / "export" / "onnx-fp32" / "manifest.json"
+    for path in (export, bundle):
+        doc = json.loads(path.read_text())
+        assert (doc["document"], doc["version"]) in (("export", 2), ("bundle", 2))
+        path.write_text(json.dumps({k: v for k, v in doc.items()
+                                    if k not in ("document", "version")}))   # as 0.2 wrote it
+    report = session.benchmark(run / "export" / "onnx-fp32", out=tmp_path / "b", **QUICK)
+    assert report["results"][0]["status"] == "ok"
+    assert json.loads((tmp_path / "b" / "report.json").read_text())["document"] == "bench"
+    export.write_text(json.dumps({**json.loads(export.read_text()), "document": "export",
+                                  "version": 9}))
+    with pytest.raises(edgetl.RunError, match="written by a newer edgetl"):
+        session.benchmark(run, out=tmp_path / "c", **QUICK)

@@ -149,3 +149,26 @@ def test_a_failed_first_start_can_simply_be_started_again(tmp_path):
     res = _cli("train", data, "--out", tmp_path / "run", "--img-size", "32", "--epochs", "1",
                "--cache-views", "1")
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_no_decoder_process_is_forked_while_jax_threads_are_live(tmp_path):
+    """litert-torch loads JAX, whose threads a fork can deadlock: with JAX live the images
+    decode in-process (JAX itself warns at every fork it sees)."""
+    data = make_folder(tmp_path / "d", per_class=4, splits=())
+    code = f"""
+import warnings
+import jax.numpy as jnp
+jnp.zeros(1).block_until_ready()                      # JAX's threads are running
+from torchvision import transforms
+from edgetl.training.data import discover, loader
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    n = sum(len(y) for _, y, _ in loader(discover({str(data)!r}).train, transforms.ToTensor(),
+                                         32, 2, workers=2))
+print(n, [str(w.message)[:40] for w in seen if "fork" in str(w.message)])
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    count, forks = res.stdout.split(" ", 1)
+    assert int(count) > 0 and forks.strip() == "[]", res.stdout

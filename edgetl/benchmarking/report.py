@@ -1,7 +1,8 @@
 """Bench report: roofline floor per row, int8 speed-up over fp32, a target's verdict, and
 report.json / report.md / latency_vs_accuracy.png, plus the table printed at the end (the
 terminal gets the columns that fit 100 characters; report.md has them all)."""
-from ..core.files import atomic_write, write_json
+from ..core import documents
+from ..core.files import atomic_write
 
 COLUMNS = ("build", "runtime", "prec", "MB", "top-1", "held-out", "agree", "p50 ms", "p90",
            "p99", "FPS", "x floor", "int8 x", "spread %", "thr", "version", "provider")
@@ -184,6 +185,6 @@ def write(files, result: dict) -> None:
     from .plot import latency_vs_accuracy
     add_speedups(result["results"])
     files.dir.mkdir(parents=True, exist_ok=True)
-    write_json(files.report, result)
+    documents.write(files.report, "bench", result)
     atomic_write(files.markdown, lambda p: p.write_text(markdown(result)))
     latency_vs_accuracy(result, files.plot)

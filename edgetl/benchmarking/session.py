@@ -13,11 +13,12 @@ from pathlib import Path
 from .. import bundle_runner
 from ..core import console
 from ..core.errors import EdgetlError, RunError, RuntimeUnavailable
-from ..core.files import read_json
+from ..core import documents
 from ..core.layout import BenchFiles, RunLayout, RunLock
 from ..core.names import parse_names
 from ..core.options import make
 from ..exporting.formats import FORMATS
+from ..exporting.records import BuildResult
 from . import report, runtimes
 from .baseline import TorchBaseline
 from .devices import Trial, parse_device
@@ -30,19 +31,19 @@ from .targets import load_target
 def find_bundles(path: Path) -> list:
     """[(name, folder, manifest)] of a run's export, or of a single bundle folder."""
     if (path / "manifest.json").is_file() and (path / "run.py").is_file():
-        return [(path.name, path, read_json(path / "manifest.json"))]
+        return [(path.name, path, documents.read(path / "manifest.json", "bundle"))]
     export = RunLayout(path).export
     if not export.manifest.is_file():
         raise RunError(f"{path}: neither a run with export/ nor a bundle folder; run "
                        f"'edgetl export {path}' first")
     bundles = []
-    for a in read_json(export.manifest)["artifacts"]:
-        folder = export.bundle(a["name"])
+    for a in map(BuildResult.from_json, documents.read(export.manifest, "export")["artifacts"]):
+        folder = export.bundle(a.name)
         try:
-            bundles.append((a["name"], folder, read_json(folder / "manifest.json")))
+            bundles.append((a.name, folder, documents.read(folder / "manifest.json", "bundle")))
         except (OSError, RunError):
-            bundles.append((a["name"], folder, {"format": a["format"], "precision":
-                                                a["precision"], "broken": True}))
+            bundles.append((a.name, folder, {"format": a.format, "precision": a.precision,
+                                             "broken": True}))
     return bundles
 
 

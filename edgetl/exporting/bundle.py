@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.files import sha256, write_json
+from ..core import documents
+from ..core.files import sha256
 from ..training.data import loader
 from ..training.transforms import crop_transform
 from ..quantizing.calibration import select
@@ -58,7 +59,7 @@ def seal(folder: Path, manifest: dict) -> None:
     """Record the sha256 of every file in the bundle (but the manifest) and write it."""
     manifest["sha256"] = {f.name: sha256(f) for f in sorted(folder.iterdir())
                           if f.is_file() and f.name != "manifest.json"}
-    write_json(folder / "manifest.json", manifest)
+    documents.write(folder / "manifest.json", "bundle", manifest)
 
 
 def _balanced(labels, size: int) -> np.ndarray:

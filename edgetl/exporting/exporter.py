@@ -11,7 +11,7 @@ import time
 import torch
 
 from .. import bundle_runner
-from ..core import VERSION, console
+from ..core import VERSION, console, documents
 from ..core.errors import DataError, ParityError, RunError
 from ..core.files import read_json, sha256, write_json
 from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
@@ -26,6 +26,7 @@ from . import parity
 from .bundle import eval_images, write_bundle
 from .formats import FORMATS, model_bytes
 from .options import ExportOptions
+from .records import BuildResult
 
 
 
@@ -106,16 +107,15 @@ def _export_into(work, layout, opts, start) -> dict:
         meta = {**base_meta, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "quantization": qinfo if build.precision == "int8"
                 else None}
-        artifact = _one_build(build, source, spec, meta, graphs, (images, labels, ref),
-                              opts.bundle_size, work)
-        artifact["seconds"] = round(time.time() - t0, 1)
-        if build.precision == "int8" and artifact["test_top1"] is not None:
-            artifact["drop_points"] = round(100 * (parity.top1(ref["fp32"], labels)
-                                                   - artifact["test_top1"]), 2)
-        log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
-                 _fmt(artifact["test_top1"]), _fmt(artifact["parity"].get("top1_agreement")),
-                 artifact["seconds"])
-        artifacts.append(artifact)
+        result = _one_build(build, source, spec, meta, graphs, (images, labels, ref),
+                            opts.bundle_size, work)
+        result.seconds = round(time.time() - t0, 1)
+        if build.precision == "int8" and result.test_top1 is not None:
+            result.drop_points = round(100 * (parity.top1(ref["fp32"], labels)
+                                              - result.test_top1), 2)
+        log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name, _fmt(result.test_top1),
+                 _fmt(result.parity.get("top1_agreement")), result.seconds)
+        artifacts.append(result.to_json())
     manifest = {"run": str(layout.root), "source_checkpoint_sha256": checkpoint_hash,
                 "settings": opts.record(), "eval_split": "test" if splits.test else "val",
                 "n": len(labels), "reference_top1": {k: parity.top1(v, labels)
@@ -125,7 +125,7 @@ def _export_into(work, layout, opts, start) -> dict:
                 "quantization": qinfo, "artifacts": artifacts,
                 "failed": _failures(artifacts) + ([budget_miss] if budget_miss else []),
                 "wall_seconds": round(time.time() - start, 1)}
-    write_json(work.manifest, manifest)
+    documents.write(work.manifest, "export", manifest)
     return manifest
 
 
@@ -165,13 +165,14 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
     folder = work.bundle(build.name)
     bundle = write_bundle(folder, build, data, spec, meta,
                           (images, labels, reference.argmax(-1)), bundle_size)
-    artifact = {"name": build.name, "format": build.format, "precision": build.precision,
-                "variant": build.variant, "path": f"export/{build.name}/{bundle['model_file']}",
-                "size_bytes": len(data), "sha256": bundle["sha256"][bundle["model_file"]]}
+    result = BuildResult(build.name, build.format, build.precision, build.variant,
+                         f"export/{build.name}/{bundle['model_file']}", len(data),
+                         bundle["sha256"][bundle["model_file"]])
     if not FORMATS[build.format].runs_here():
-        return {**artifact, "test_top1": None, "tensorrt_ready": True,
-                "parity": {"reference": f"torch-{build.precision}", "note": "not checked here "
-                           "(no runtime for it on this machine): checked on the device"}}
+        result.tensorrt_ready = True
+        result.parity = {"reference": f"torch-{build.precision}", "note": "not checked here "
+                         "(no runtime for it on this machine): checked on the device"}
+        return result
     try:
         model = bundle_runner.open_model(bundle, str(folder))
     except bundle_runner.BundleError as e:
@@ -181,11 +182,12 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
     on_bundle_set = bundle_runner.evaluate(model, bundle, str(folder))
     bundle.update(eval_top1=on_bundle_set["top1"], eval_n=on_bundle_set["n"],
                   held_out_top1=top1)
-    write_json(folder / "manifest.json", bundle)
-    return {**artifact, "test_top1": top1, "runtime": model.runtime,
-            "runtime_version": model.version,
-            "held_out_predictions": logits.argmax(-1).tolist(),
-            "parity": parity.check(logits, reference, build.precision)}
+    documents.write(folder / "manifest.json", "bundle", bundle)
+    result.test_top1, result.runtime, result.runtime_version = top1, model.runtime, \
+        model.version
+    result.held_out_predictions = logits.argmax(-1).tolist()
+    result.parity = parity.check(logits, reference, build.precision)
+    return result
 
 
 def report_only(run) -> dict:
