@@ -58,6 +58,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+def cli(*args, **kw) -> subprocess.CompletedProcess:
+    """`edgetl ARGS...` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "edgetl", *map(str, args)],
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def one_line(res, code=2) -> str:
+    """The single stderr line a failed command must end with (no traceback)."""
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == code, res.stderr[-2000:]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    return lines[0]
+
+
 @pytest.fixture
 def image_folder(tmp_path) -> Path:
     return make_folder(tmp_path / "data")

@@ -18,25 +18,13 @@ from edgetl.training.config import TrainConfig
 from edgetl.training.data import discover, load_split
 from edgetl.training.job import Job
 
-from conftest import FAST, make_folder
+from conftest import FAST, cli, make_folder, one_line
 
 PROFILE = ('name = "tiny"\ndevice = "local"\nimg_size = 32\nthreads = 1\n'
            'latency_budget_ms = 10000\nmin_top1 = 0.0\n[[builds]]\nbuild = "onnx-fp32"\n'
            'runtime = "onnxruntime"\n')
 QUICK_BENCH = dict(iters=3, trials=1, warmup=0)
 OPTIONS = {k: v for k, v in FAST.items() if k not in ("model", "img_size")}
-
-
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "edgetl", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, **kw)
-
-
-def _one_line(res, code=2) -> str:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == code, res.stderr[-2000:]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    return lines[0]
 
 
 def test_a_changed_data_set_is_never_served_by_the_old_model(tmp_path):
@@ -102,8 +90,8 @@ def test_overwrite_deletes_only_what_edgetl_wrote(image_folder, tmp_path):
     mine = make_folder(tmp_path / "other-data", per_class=2)
     before = sorted(p.name for p in (mine / "train").rglob("*"))
     for extra in ([], ["--overwrite"]):
-        res = _cli("train", image_folder, "--out", mine, *extra, "--img-size", "32")
-        assert "was not written by edgetl" in _one_line(res)
+        res = cli("train", image_folder, "--out", mine, *extra, "--img-size", "32")
+        assert "was not written by edgetl" in one_line(res)
     assert sorted(p.name for p in (mine / "train").rglob("*")) == before
 
 
@@ -116,8 +104,8 @@ def test_two_processes_on_one_run_folder_are_refused_with_the_other_pid(image_fo
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        res = _cli("train", image_folder, "--out", run, "--img-size", "32", "--epochs", "1")
-        line = _one_line(res)
+        res = cli("train", image_folder, "--out", run, "--img-size", "32", "--epochs", "1")
+        line = one_line(res)
         assert f"in use by another edgetl process (pid {holder.pid})" in line
     finally:
         holder.kill()
@@ -137,8 +125,8 @@ def test_two_processes_on_one_run_folder_are_refused_with_the_other_pid(image_fo
     (["--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
 ])
 def test_every_bad_setting_is_one_line_before_any_work(image_folder, tmp_path, args, message):
-    res = _cli("train", image_folder, "--out", tmp_path / "run", *args)
-    assert message in _one_line(res)
+    res = cli("train", image_folder, "--out", tmp_path / "run", *args)
+    assert message in one_line(res)
     assert not (tmp_path / "run" / "train").exists()
 
 
@@ -152,7 +140,7 @@ def test_every_bad_setting_is_one_line_before_any_work(image_folder, tmp_path, a
 def test_bad_config_files_are_one_line(image_folder, tmp_path, toml, message):
     cfg = tmp_path / "c.toml"
     cfg.write_text(toml)
-    line = _one_line(_cli("train", image_folder, "--out", tmp_path / "run", "--config", cfg))
+    line = one_line(cli("train", image_folder, "--out", tmp_path / "run", "--config", cfg))
     assert message in line and "c.toml" in line
 
 
@@ -168,8 +156,8 @@ def test_bad_images_of_every_kind_are_caught_before_training(image_folder, tmp_p
         folder.mkdir()
         Image.new("RGB", (40, 40)).save(folder / "copy.jpg")
     (image_folder / "validation" / ".hidden_class").mkdir()
-    res = _cli("train", image_folder, "--out", tmp_path / "r1", "--img-size", "32")
-    assert "--skip-bad-images" in _one_line(res)
+    res = cli("train", image_folder, "--out", tmp_path / "r1", "--img-size", "32")
+    assert "--skip-bad-images" in one_line(res)
     m = edgetl.train(image_folder, tmp_path / "r2", skip_bad_images=True, **FAST)
     assert sorted(os.path.basename(f["path"]) for f in m["skipped_images"]["files"]) == \
         ["000.jpg", "bomb.png"]
@@ -182,13 +170,13 @@ def test_bad_images_of_every_kind_are_caught_before_training(image_folder, tmp_p
 def test_an_empty_validation_folder_is_refused_up_front(tmp_path):
     data = make_folder(tmp_path / "d", splits=("train",))
     (data / "validation").mkdir()
-    res = _cli("train", data, "--out", tmp_path / "run", "--img-size", "32")
-    assert "validation holds no class folders with images" in _one_line(res)
+    res = cli("train", data, "--out", tmp_path / "run", "--img-size", "32")
+    assert "validation holds no class folders with images" in one_line(res)
 
 
 def test_a_run_works_from_another_folder_with_paths_relative_to_the_data(tmp_path):
     make_folder(tmp_path / "d", per_class=6)
-    res = _cli("train", "d", "--out", "runs/a", "--img-size", "32", "--epochs", "1",
+    res = cli("train", "d", "--out", "runs/a", "--img-size", "32", "--epochs", "1",
                "--cache-views", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     split = json.loads((tmp_path / "runs/a/train/split.json").read_text())
@@ -198,7 +186,7 @@ def test_a_run_works_from_another_folder_with_paths_relative_to_the_data(tmp_pat
     elsewhere.mkdir()
     splits = load_split(tmp_path / "runs/a/train/split.json")
     assert all(os.path.isfile(p) for p, _ in splits.train)
-    res = _cli("export", tmp_path / "runs/a", "--formats", "onnx", "--precision", "fp32",
+    res = cli("export", tmp_path / "runs/a", "--formats", "onnx", "--precision", "fp32",
                "--bundle-size", "4", cwd=elsewhere)
     assert res.returncode == 0, res.stderr[-2000:]
 
@@ -206,7 +194,7 @@ def test_a_run_works_from_another_folder_with_paths_relative_to_the_data(tmp_pat
 def test_a_damaged_run_file_is_one_line_naming_it(image_folder, tmp_path):
     edgetl.train(image_folder, tmp_path / "run", **FAST)
     (tmp_path / "run" / "train" / "split.json").write_text("{not json")
-    line = _one_line(_cli("export", tmp_path / "run", "--formats", "onnx", "--precision", "fp32"))
+    line = one_line(cli("export", tmp_path / "run", "--formats", "onnx", "--precision", "fp32"))
     assert "split.json is damaged" in line
 
 

@@ -14,24 +14,12 @@ from PIL import Image
 import edgetl
 from edgetl.training.data import discover
 
-from conftest import FAST, make_folder
+from conftest import FAST, cli, make_folder, one_line
 
 PROFILE = ('name = "tiny"\ndevice = "local"\nimg_size = 32\nthreads = 1\n'
            'latency_budget_ms = 10000\nmin_top1 = 0.0\n[[builds]]\nbuild = "onnx-fp32"\n'
            'runtime = "onnxruntime"\n')
 OPTIONS = {k: v for k, v in FAST.items() if k not in ("model", "img_size", "epochs")}
-
-
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "edgetl", *map(str, args)],
-                          capture_output=True, text=True, timeout=600, **kw)
-
-
-def _one_line(res, code=2) -> str:
-    lines = res.stderr.strip().splitlines()
-    assert res.returncode == code, res.stderr[-2000:]
-    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
-    return lines[0]
 
 
 def _listing(root) -> list:
@@ -57,8 +45,8 @@ def test_a_run_trained_with_other_settings_is_never_served_as_current(tmp_path):
 @pytest.mark.parametrize("flag", ["--epochs", "--img-size"])
 def test_zero_epochs_or_size_on_the_main_job_is_refused_not_dropped(tmp_path, flag):
     data = make_folder(tmp_path / "d", per_class=4)
-    res = _cli("run", data, "--target", "x86-cpu", "--out", tmp_path / "run", flag, "0")
-    assert "out of range" in _one_line(res)
+    res = cli("run", data, "--target", "x86-cpu", "--out", tmp_path / "run", flag, "0")
+    assert "out of range" in one_line(res)
     assert not (tmp_path / "run").exists()
 
 
@@ -84,13 +72,13 @@ def test_out_inside_the_data_folder_is_refused_before_anything_is_written(tmp_pa
     out = data / "run" if where == "inside" else data
     for args in (["train", data, "--out", out, "--img-size", "32"],
                  ["run", data, "--target", "x86-cpu", "--out", out]):
-        assert "inside the data folder" in _one_line(_cli(*args))
+        assert "inside the data folder" in one_line(cli(*args))
         assert _listing(data) == before
 
 
 def test_data_inside_a_stage_folder_of_the_run_is_refused(tmp_path):
     data = make_folder(tmp_path / "run" / "train" / "photos", per_class=6, splits=())
-    line = _one_line(_cli("train", data, "--out", tmp_path / "run", "--img-size", "32"))
+    line = one_line(cli("train", data, "--out", tmp_path / "run", "--img-size", "32"))
     assert "inside a stage folder" in line
 
 
@@ -143,10 +131,10 @@ def test_a_failed_first_start_can_simply_be_started_again(tmp_path):
     bad = data / "train" / "class0" / "000.jpg"
     good = bad.read_bytes()
     bad.write_bytes(b"")
-    res = _cli("train", data, "--out", tmp_path / "run", "--img-size", "32", "--epochs", "1")
-    assert "zero-byte file" in _one_line(res)
+    res = cli("train", data, "--out", tmp_path / "run", "--img-size", "32", "--epochs", "1")
+    assert "zero-byte file" in one_line(res)
     bad.write_bytes(good)
-    res = _cli("train", data, "--out", tmp_path / "run", "--img-size", "32", "--epochs", "1",
+    res = cli("train", data, "--out", tmp_path / "run", "--img-size", "32", "--epochs", "1",
                "--cache-views", "1")
     assert res.returncode == 0, res.stderr[-2000:]
 
