@@ -5,6 +5,7 @@ value and the fix (exit 2); an unexpected error names the log file that holds it
 import argparse
 import os
 import sys
+
 from .core.errors import EdgetlError
 from .core.options import add_flags, split_layers
 from .summaries import (bench_exit, emulator_usage, export_summary, report_summary,
@@ -155,6 +156,7 @@ def _interrupt(signum, frame):
 
 def _crash_log(exc) -> str:
     """The traceback of an unexpected error, in a file; returns its path."""
+    import tempfile
     import time
     import traceback
     from pathlib import Path
@@ -162,9 +164,7 @@ def _crash_log(exc) -> str:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
-        import tempfile
         folder = Path(tempfile.gettempdir())
-    import tempfile
     fd, path = tempfile.mkstemp(prefix=f"crash-{time.strftime('%Y%m%d-%H%M%S')}-",
                                 suffix=".log", dir=folder)     # never two crashes in one file
     with os.fdopen(fd, "w") as f:

@@ -6,8 +6,8 @@ from pathlib import Path
 from .benchmarking.options import BenchOptions
 from .benchmarking.session import benchmark
 from .benchmarking.targets import load_target
-from .core.errors import ParityError, RunError
 from .core import documents
+from .core.errors import ParityError, RunError
 from .core.files import read_json, sha256
 from .core.layout import RunLayout, RunLock
 from .core.options import make, split_layers
@@ -108,7 +108,8 @@ def _export_up_to_date(layout, profile, export_opts: dict) -> bool:
     if not layout.export.manifest.is_file():
         return False
     m = documents.read(layout.export.manifest, "export")
-    recorded, wanted = dict(m.get("settings", {})), ExportOptions(**export_opts).record()
+    recorded, wanted = dict(m.get("settings", {})), make(ExportOptions, export_opts,
+                                                           "export options").record()
     names = set(recorded.pop("builds", []))
     same = all(recorded.get(k) == v for k, v in wanted.items() if k != "builds")
     return same and m["source_checkpoint_sha256"] == sha256(layout.train.checkpoint) and \

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .. import bundle_runner
 from ..core.errors import DeviceError, RunError
+from ..exporting.formats import FORMATS
 from .devices import Device, run_process
 
 BENCHMARK_MODEL = "/data/local/tmp/benchmark_model"
@@ -86,7 +87,6 @@ class AdbDevice(Device):
         return fmt.benchmark_model
 
     def run(self, folder, manifest, trial, how) -> dict:
-        from ..exporting.formats import FORMATS
         if not self.accepts(FORMATS[manifest["format"]]):
             raise DeviceError(f"{self}: benchmark_model runs LiteRT builds only ({folder.name} "
                               f"is {manifest['format']})")

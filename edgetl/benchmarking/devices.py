@@ -50,7 +50,8 @@ class LocalDevice(Device):
     is_local = True
 
     def run(self, folder, manifest, trial, how) -> dict:
-        return run_local(folder, runner_args(trial, how.threads), how.timeout, how.python, how.threads)
+        return run_local(folder, runner_args(trial, how.threads), how.timeout, how.python,
+                         how.threads)
 
     def machine(self, measured, here) -> dict:
         return {**here, **(measured or {}), "device": "local"}

@@ -208,7 +208,8 @@ class EmulatedDevice(Device):
         return not fmt.needs_gpu
 
     def run(self, folder, manifest, trial, how) -> dict:
-        return run_emulated(self, folder, runner_args(trial, how.threads), how.timeout, how.threads, how.emulated_cpu)
+        return run_emulated(self, folder, runner_args(trial, how.threads), how.timeout,
+                            how.threads, how.emulated_cpu)
 
     def machine(self, measured, here) -> dict:
         return {"device": str(self), "processor": f"{(measured or {}).get('machine', '')} "

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 from .. import bundle_runner
-from ..core import console
+from ..core import console, documents
 from ..core.errors import EdgetlError, RunError, RuntimeUnavailable
-from ..core import documents
 from ..core.layout import BenchFiles, RunLayout, RunLock
 from ..core.names import parse_names
 from ..core.options import make

@@ -99,5 +99,5 @@ class SSHDevice(Device):
     uses_profile_python = True
 
     def run(self, folder, manifest, trial, how) -> dict:
-        return run_ssh(self, folder, runner_args(trial, how.threads), how.timeout, how.python or "python3", how.ssh_config,
-                       how.threads)
+        return run_ssh(self, folder, runner_args(trial, how.threads), how.timeout,
+                       how.python or "python3", how.ssh_config, how.threads)

@@ -98,7 +98,8 @@ def load_target(name_or_path) -> Target:
                     threads=raw.get("threads", 1), description=raw.get("description", ""),
                     max_int8_drop=raw.get("max_int8_drop"),
                     peak_fp32_gflops=raw.get("peak_fp32_gflops"),
-                    peak_int8_gops=raw.get("peak_int8_gops"), peak_source=raw.get("peak_source", ""),
+                    peak_int8_gops=raw.get("peak_int8_gops"),
+                    peak_source=raw.get("peak_source", ""),
                     emulated_cpu=raw.get("emulated_cpu", ""),
                     benchmark_model_flags=tuple(raw.get("benchmark_model_flags", ())))
     bad = [f for f in target.benchmark_model_flags

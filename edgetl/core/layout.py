@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RunError
+from .files import atomic_write
 
 MARKER = ".edgetl-stage"
 
@@ -86,7 +87,6 @@ class RunLayout:
 def mark(folder: Path, stage: str) -> None:
     """Stamp a folder as written by edgetl (the only kind --overwrite deletes)."""
     from . import VERSION
-    from .files import atomic_write
     text = json.dumps({"stage": stage, "edgetl": VERSION}) + "\n"
     atomic_write(Path(folder) / MARKER, lambda p: p.write_text(text))
 

@@ -38,7 +38,7 @@ def check(obj, where: str = ""):
     prefix = f"{where}: " if where else ""
     for f in fields(obj):
         m, value = f.metadata, getattr(obj, f.name)
-        if not m or (value is None and (m["unset"] or f.default is None)):
+        if not m or (value is None and (m["unset"] or f.default is None)):  # None allowed
             continue
         kind = kind_of(f)
         if kind is bool and not isinstance(value, bool):

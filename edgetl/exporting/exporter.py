@@ -22,6 +22,7 @@ from ..training.data import load_split
 from ..training.fingerprint import changed_files
 from ..quantizing import calibration, decision, quant_report
 from ..quantizing.graph import load_graph
+from ..quantizing.references import top1, torch_logits
 from . import parity
 from .bundle import eval_images, write_bundle
 from .formats import FORMATS, model_bytes
@@ -89,13 +90,13 @@ def _export_into(work, layout, opts, start) -> dict:
     checkpoint_hash = sha256(ckpt)
     base_meta = {"edgetl_version": VERSION, "source_checkpoint_sha256": checkpoint_hash,
                  "spec": spec.to_dict(), "macs": count_macs(model, spec.img_size)}
-    ref = {"fp32": parity.torch_logits(model, images, spec)}
+    ref = {"fp32": torch_logits(model, images, spec)}
     builds, int8 = opts.builds(), None
     if any(b.precision == "int8" for b in builds):
         val_images, val_labels = eval_images(splits.val, spec)
-        val = (val_images, val_labels, parity.torch_logits(model, val_images, spec))
+        val = (val_images, val_labels, torch_logits(model, val_images, spec))
         int8 = decision.quantize(model, spec, cfg, splits, work, log, opts, val)
-        ref["int8"] = parity.torch_logits(int8.converted, images, spec)
+        ref["int8"] = torch_logits(int8.converted, images, spec)
     ref["fp16"] = ref["fp32"]
     qinfo = int8 and int8.info
     budget_miss = decision.misses_budget(int8) if int8 else ""
@@ -111,14 +112,14 @@ def _export_into(work, layout, opts, start) -> dict:
                             opts.bundle_size, work)
         result.seconds = round(time.time() - t0, 1)
         if build.precision == "int8" and result.test_top1 is not None:
-            result.drop_points = round(100 * (parity.top1(ref["fp32"], labels)
+            result.drop_points = round(100 * (top1(ref["fp32"], labels)
                                               - result.test_top1), 2)
         log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name, _fmt(result.test_top1),
                  _fmt(result.parity.get("top1_agreement")), result.seconds)
         artifacts.append(result.to_json())
     manifest = {"run": str(layout.root), "source_checkpoint_sha256": checkpoint_hash,
                 "settings": opts.record(), "eval_split": "test" if splits.test else "val",
-                "n": len(labels), "reference_top1": {k: parity.top1(v, labels)
+                "n": len(labels), "reference_top1": {k: top1(v, labels)
                                                      for k, v in ref.items()},
                 "reference_predictions": {k: ref[k].argmax(-1).tolist() for k in ("fp32", "int8")
                                           if k in ref},
@@ -178,12 +179,12 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
     except bundle_runner.BundleError as e:
         raise RunError(f"{build.name}: cannot be run here: {e}") from None
     logits = bundle_runner.predict(model, images, bundle)
-    top1 = parity.top1(logits, labels)
+    held_out_top1 = top1(logits, labels)
     on_bundle_set = bundle_runner.evaluate(model, bundle, str(folder))
     bundle.update(eval_top1=on_bundle_set["top1"], eval_n=on_bundle_set["n"],
-                  held_out_top1=top1)
+                  held_out_top1=held_out_top1)
     documents.write(folder / "manifest.json", "bundle", bundle)
-    result.test_top1, result.runtime, result.runtime_version = top1, model.runtime, \
+    result.test_top1, result.runtime, result.runtime_version = held_out_top1, model.runtime, \
         model.version
     result.held_out_predictions = logits.argmax(-1).tolist()
     result.parity = parity.check(logits, reference, build.precision)

@@ -2,7 +2,6 @@
 reference (fp32/fp16 builds: the float model; int8 builds: the quantized graph)."""
 import numpy as np
 
-from ..quantizing.references import top1, torch_logits  # noqa: F401  (the export's references)
 
 THRESHOLDS = {"fp32": 0.995, "fp16": 0.99, "int8": 0.99}
 TIE_STEPS = 4          # int8: reference top-2 within this many output steps is a tie

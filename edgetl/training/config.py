@@ -2,12 +2,12 @@
 starts, loadable from TOML and overridable by the CLI; and the saved form in RUN/train/
 config.json with the one rule for what --resume may continue."""
 import tomllib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..core.errors import ConfigError, RunError
 from ..core.files import read_json, write_json
-from ..core.options import check, option
+from ..core.options import check, make, option
 from ..models import MODELS
 
 STRATEGIES = ("feature-extract", "fine-tune", "progressive", "full")
@@ -101,12 +101,7 @@ def load_config(path=None, **overrides) -> TrainConfig:
             raise ConfigError(f"{path}: [train] must be a table of settings")
         values.update(table)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    known = [f.name for f in fields(TrainConfig)]
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        raise ConfigError(f"{path or 'options'}: unknown setting(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(known)}")
-    return TrainConfig(**values).validate(f"{path}: " if path else "")
+    return make(TrainConfig, values, path or "options").validate(f"{path}: " if path else "")
 
 
 # --- the saved form: RUN/train/config.json ----------------------------------------------------

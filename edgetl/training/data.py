@@ -4,10 +4,9 @@ data root), bad-image checks, and the one DataLoader builder every stage uses.
 Accepted layouts: train/ + validation/ (or val/) [+ test/], each holding one folder per class;
 train/ + test/, whose validation split edgetl carves out of train/ (15%, stratified, seeded); or
 one level of class folders (or train/ alone) that edgetl splits itself (70/15/15, stratified,
-seeded). Hidden
-folders (a leading dot) and the system folders in SYSTEM_FOLDERS are never read; files without
-an image extension (Thumbs.db, notes.txt) are ignored and listed. A folder reached twice (a
-symbolic link loop) is read once, and every image file counts once, whatever its path.
+seeded). Hidden folders (a leading dot) and the system folders in SYSTEM_FOLDERS are never
+read; files without an image extension (Thumbs.db, notes.txt) are ignored and listed. A folder
+reached twice (a link loop) is read once, and every image file counts once, whatever its path.
 """
 import os
 import random
@@ -107,35 +106,34 @@ def _split_dir(root: Path, split: str):
 
 
 def stratified_split(found: dict, seed: int, fractions=(0.7, 0.15, 0.15)) -> tuple:
-    rng = random.Random(seed)
-    parts = ([], [], [])
-    for label, name in enumerate(sorted(found)):
-        files = list(found[name])
-        if len(files) < 3:
-            raise DataError(f"class '{name}' has {len(files)} image(s): a split needs at least 3 "
-                            "per class (one each for train, validation and test)")
-        rng.shuffle(files)
-        n_val = max(1, round(len(files) * fractions[1]))
-        n_test = max(1, round(len(files) * fractions[2]))
-        cut = (files[n_val + n_test:], files[:n_val], files[n_val:n_val + n_test])
-        for part, chunk in zip(parts, cut):
-            part.extend((p, label) for p in chunk)
-    return parts
+    """(train, val, test) out of class folders, >= 1 image a class in validation and test."""
+    return _stratify(found, seed, fractions[1:], "class '{name}' has {n} image(s): a split needs "
+                     "at least 3 per class (one each for train, validation and test)")
 
 
 def carve_validation(found: dict, seed: int, fraction: float = CARVED_VAL) -> tuple:
     """(train, val) out of train/'s class folders: stratified, seeded, >= 1 image a class."""
-    rng, train, val = random.Random(seed), [], []
+    train, val, _ = _stratify(found, seed, (fraction, 0), "class '{name}' has {n} image(s) in "
+                              "train/ and there is no validation/ folder: add images, or a "
+                              "validation/ folder")
+    return train, val
+
+
+def _stratify(found: dict, seed: int, fractions: tuple, too_few: str) -> tuple:
+    """(train, val, test): per class a seeded shuffle, then the validation and test fractions
+    (each >= 1 image where its fraction is not 0), the rest for training."""
+    rng = random.Random(seed)
+    parts = ([], [], [])
     for label, name in enumerate(sorted(found)):
         files = list(found[name])
-        if len(files) < 2:
-            raise DataError(f"class '{name}' has {len(files)} image(s) in train/ and there is no "
-                            "validation/ folder: add images, or a validation/ folder")
+        if len(files) < 1 + sum(1 for f in fractions if f):
+            raise DataError(too_few.format(name=name, n=len(files)))
         rng.shuffle(files)
-        n_val = max(1, round(len(files) * fraction))
-        val += [(p, label) for p in files[:n_val]]
-        train += [(p, label) for p in files[n_val:]]
-    return train, val
+        n_val, n_test = (max(1, round(len(files) * f)) if f else 0 for f in fractions)
+        cut = (files[n_val + n_test:], files[:n_val], files[n_val:n_val + n_test])
+        for part, chunk in zip(parts, cut):
+            part.extend((p, label) for p in chunk)
+    return parts
 
 
 def discover(data, seed: int = 0) -> Splits:
@@ -201,14 +199,19 @@ def follow_data(split_path, root: str) -> None:
     """Record a moved data folder (same files, new place) in split.json."""
     record = read_json(split_path)
     if record["root"] != root:
-        write_json(split_path, {**record, "root": root})
+        write_json(split_path, {**record, "root": root,
+                                "root_from_split": _from_split(root, split_path)})
 
 
 def save_split(path, splits: Splits, fingerprint: dict) -> None:
     """split.json: the split, the fingerprint of the data folder it was made from, and where
     that folder lies relative to split.json (so a run moved with its data still finds it)."""
-    beside = os.path.relpath(splits.root, Path(path).resolve().parent)
-    write_json(path, {**splits.manifest(), "fingerprint": fingerprint, "root_from_split": beside})
+    write_json(path, {**splits.manifest(), "fingerprint": fingerprint,
+                      "root_from_split": _from_split(splits.root, path)})
+
+
+def _from_split(root: str, split_path) -> str:          # the data folder, seen from split.json
+    return os.path.relpath(root, Path(split_path).resolve().parent)
 
 
 def load_split(path, root=None) -> Splits:
