@@ -464,6 +464,158 @@ def pin_threads(threads):
     return cpus
 
 
+# --- conditions: what the device is doing, read on the device itself --------------------------
+
+IDLE_PCT = 10.0                      # other processes under this share of one core: idle
+
+
+def _cpu_ticks() -> tuple:
+    """(busy ticks of the whole machine, steal ticks, this process's ticks) from /proc."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+        return sum(v[:3]) + sum(v[5:8]), v[7] if len(v) > 7 else 0, int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class CpuShare:
+    """Other processes' CPU use (% of one core) and the hypervisor's steal since start."""
+
+    def __init__(self):
+        self.t0, self.ticks = time.monotonic(), _cpu_ticks()
+
+    def result(self) -> dict:
+        now = _cpu_ticks()
+        wall = (time.monotonic() - self.t0) * os.sysconf("SC_CLK_TCK")
+        if not now or not self.ticks or wall <= 0:
+            return {}
+        busy, steal, own = (b - a for a, b in zip(self.ticks, now))
+        return {"others_cpu_pct": max(0.0, (busy - own) / wall * 100),
+                "steal_pct": steal / wall * 100}
+
+
+def wait_idle(seconds: float) -> dict:
+    """Wait up to `seconds` for other processes to use under IDLE_PCT of a core (sampled in
+    half-second windows); what was seen."""
+    end, share = time.monotonic() + seconds, {}
+    while True:
+        window = CpuShare()
+        time.sleep(0.25)
+        share = window.result()
+        if not share or share["others_cpu_pct"] < IDLE_PCT or time.monotonic() >= end:
+            break
+    return {"waited_s": round(max(0.0, seconds - max(0.0, end - time.monotonic())), 1)
+            if share and share["others_cpu_pct"] >= IDLE_PCT else 0.0,
+            "idle_before": bool(share) and share["others_cpu_pct"] < IDLE_PCT,
+            "others_cpu_pct_before": share.get("others_cpu_pct")}
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _tool_line(cmd: list) -> str | None:
+    """First output line of a device tool (vcgencmd, nvpmodel) where it exists."""
+    import shutil
+    import subprocess
+    if not shutil.which(cmd[0]):
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return " ".join(out.split()) or None
+
+
+def device_state(cpus) -> dict:
+    """Load average, CPU frequency (MHz) and governor of the CPUs in use, temperatures (C) of
+    the thermal zones, and throttling where the board reports it."""
+    cpus = cpus or usable_cpus()
+    base = "/sys/devices/system/cpu/cpu{}/cpufreq/"
+    mhz = [int(v) / 1000 for v in (_read(base.format(c) + "scaling_cur_freq") for c in cpus)
+           if v.isdigit()]
+    temps = {}
+    for zone in sorted(os.listdir("/sys/class/thermal")) if os.path.isdir(
+            "/sys/class/thermal") else []:
+        t = _read(f"/sys/class/thermal/{zone}/temp")
+        if t.lstrip("-").isdigit():
+            temps[_read(f"/sys/class/thermal/{zone}/type") or zone] = int(t) / 1000
+    state = {"loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+             "cpu_mhz": mhz or None, "governor": _read(base.format(cpus[0]) +
+                                                        "scaling_governor") or None,
+             "temperatures_c": temps or None}
+    for key, cmd in (("throttled", ["vcgencmd", "get_throttled"]),
+                     ("power_mode", ["nvpmodel", "-q"])):
+        line = _tool_line(cmd)
+        if line:
+            state[key] = line
+    return state
+
+
+def speed_probe(repeats=20, n=192) -> float:
+    """Best time (us) of a fixed small GEMM: the CPU's speed right now, so a trial run in a
+    slow spell of the machine (host contention, clocks) shows as such."""
+    a = np.random.rand(n, n).astype(np.float32)
+    return min(_timed(lambda: a @ a) for _ in range(repeats)) * 1e6
+
+
+def sustained(fn, seconds: float, windows: int = 12, cpus=None) -> list:
+    """`fn` run back to back for `seconds`; per window: its start (s), p50/p90/p99 (ms), runs,
+    and the hottest thermal zone and CPU clock at its end, so throttling shows as drift."""
+    out, start = [], time.perf_counter()
+    width = seconds / windows
+    for w in range(windows):
+        times, end = [], start + (w + 1) * width
+        while time.perf_counter() < end or not times:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1000)
+        state = device_state(cpus)
+        t = np.array(times)
+        out.append({"t_s": round(w * width, 2), "p50": float(np.median(t)),
+                    "p90": float(np.percentile(t, 90)), "p99": float(np.percentile(t, 99)),
+                    "runs": len(times), "temperature_c_max": max(
+                        (state["temperatures_c"] or {}).values(), default=None),
+                    "cpu_mhz": state["cpu_mhz"]})
+    return out
+
+
+def end_to_end(model, manifest, folder, runs: int) -> dict | None:
+    """Decode + resize + normalize + infer on the bundle's sample image files, as an app pays
+    per photo (latency in ms, and the preprocessing's share); None without samples."""
+    files = [os.path.join(folder, f) for f in manifest.get("samples", [])]
+    try:
+        import PIL  # noqa: F401  (image files need Pillow; a device without it times the model)
+    except ImportError:
+        return None
+    if not files:
+        return None
+    total, pre = [], []
+    for i in range(max(runs, len(files))):
+        t0 = time.perf_counter()
+        image = load_image(files[i % len(files)], manifest)
+        x = to_input(image[None], manifest)
+        t1 = time.perf_counter()
+        model(x)
+        t2 = time.perf_counter()
+        if i >= len(files):                    # the first pass over the files warms up
+            total.append((t2 - t0) * 1000)
+            pre.append((t1 - t0) * 1000)
+    if not total:
+        return None
+    t = np.array(total)
+    return {"p50": float(np.median(t)), "p90": float(np.percentile(t, 90)),
+            "p99": float(np.percentile(t, 99)), "preprocess_p50": float(np.median(pre)),
+            "runs": len(total), "files": len(files)}
+
+
 def _machine() -> dict:
     import platform
     flags = []
@@ -501,9 +653,18 @@ def measure(manifest, folder, args) -> dict:
     machine = _machine()
     # an emulated CPU's timings say nothing about the board, and a GEMM probe under qemu can
     # take minutes: such a runner scores the bundle and never times it
-    latency = None if machine["emulated"] else \
-        time_runs(lambda: model(x), args.warmup, args.iters, args.min_seconds,
-                  args.trials)
+    latency = e2e = conditions = windows = None
+    if not machine["emulated"]:
+        conditions = {**wait_idle(args.wait_idle), **device_state(cpus),
+                      "probe_us_before": speed_probe()}
+        share = CpuShare()
+        latency = time_runs(lambda: model(x), args.warmup, args.iters, args.min_seconds,
+                            args.trials)
+        if args.sustained:
+            windows = sustained(lambda: model(x), args.sustained, cpus=cpus)
+        conditions.update(share.result(), probe_us_after=speed_probe())
+        if batch == 1:
+            e2e = end_to_end(model, manifest, folder, max(10, args.iters // 5))
     accuracy = evaluate(model, manifest, folder, batch) if args.score else \
         {"top1": None, "n": None}
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -512,7 +673,9 @@ def measure(manifest, folder, args) -> dict:
               "provider": model.provider, "threads": threads, "pinned_cpus": cpus,
               "batch": batch, "top1": accuracy["top1"], "n": accuracy["n"],
               "top1_agreement": accuracy.get("top1_agreement"),
+              "predictions": accuracy.get("predictions"),
               "load_ms": load_ms, "first_inference_ms": first_ms, "latency_ms": latency,
+              "end_to_end_ms": e2e, "conditions": conditions, "sustained": windows,
               "peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024),
               "machine": machine}
     if args.peak and not machine["emulated"]:
@@ -532,6 +695,8 @@ BENCH_FLAGS = (
     ("iters", int, 100, "timed runs per trial (at least)"),
     ("min_seconds", float, 0.0, "...and at least this long"),
     ("trials", int, 3, "trials"),
+    ("wait_idle", float, 0.0, "seconds to wait for the device to go idle before timing"),
+    ("sustained", float, 0.0, "then run continuously this many seconds, p50 per window"),
 )
 
 

@@ -64,11 +64,17 @@ def _profile(tmp_path, budget_ms, min_top1=0.0, builds=(("onnx-fp32", "onnxrunti
 
 def test_target_verdict_gates_the_exit_code(exported, tmp_path, capsys):
     run, _ = exported
-    quick = ["--warmup", "1", "--iters", "5", "--trials", "1"]
+    quick = ["--warmup", "1", "--iters", "5", "--trials", "3"]
     ok = _profile(tmp_path, 10000, builds=[("onnx-fp32", "onnxruntime"),
                                             ("tflite-int8", "litert")])
     assert cli.main(["bench", str(run), "--target", ok, "--out", str(tmp_path / "a"), *quick]) == 0
     assert "target test: PASS" in capsys.readouterr().out
+    # one trial has no interval: the budget cannot be judged, which fails unless allowed
+    one = ["--warmup", "1", "--iters", "5", "--trials", "1", "--out", str(tmp_path / "c")]
+    assert cli.main(["bench", str(run), "--target", ok, *one]) == 1
+    assert "one trial gives no interval" in capsys.readouterr().err
+    assert cli.main(["bench", str(run), "--target", ok, *one, "--allow-inconclusive"]) == 0
+    assert "inconclusive: allowed" in capsys.readouterr().out
     slow = _profile(tmp_path, 0.001)
     assert cli.main(["bench", str(run), "--target", slow, "--out", str(tmp_path / "b"),
                      *quick]) == 1

@@ -58,7 +58,8 @@ def test_the_emulated_profile_gives_accuracy_verdicts_and_predicted_floors(expor
     run, _ = exported
     from edgetl import cli
     code = cli.main(["bench", str(run), "--target", "raspberry-pi-5-emulated", "--out",
-                     str(tmp_path / "pi"), "--iters", "1", "--trials", "1"])
+                     str(tmp_path / "pi"), "--iters", "1", "--trials", "1",
+                     "--allow-inconclusive"])   # 20 bundle images cannot show top-1 >= 0.85
     text = capsys.readouterr().out
     assert code == 0 and "target raspberry-pi-5-emulated: PASS" in text
     assert "latency not measured: emulated CPU" in text or "emulated CPU" in text
@@ -68,7 +69,9 @@ def test_the_emulated_profile_gives_accuracy_verdicts_and_predicted_floors(expor
     for r in rows:
         assert r["emulated"] and r["latency_ms"] is None and r["predicted_floor_ms"] > 0
         assert "Raspberry Pi" in r["floor_peak"] or "raspberry" in r["floor_peak"]
-    assert all("latency not measured" in c["reason"] for c in report["verdict"]["checks"])
+    for c in report["verdict"]["checks"]:       # accuracy judged on its interval, on ARM
+        assert "latency not measured" in c["reason"] and "n=20" in c["reason"], c
+        assert c["outcome"] in ("pass", "inconclusive") and c["top1_ci95"]
 
 
 def test_the_emulated_cpu_is_the_boards_core_so_runtimes_pick_its_kernels(arm64):

@@ -182,6 +182,8 @@ def test_the_phone_path_runs_to_a_verdict_on_what_the_phone_measured(exported, t
     for check in report["verdict"]["checks"]:                 # seconds per image: too slow
         assert "> budget 20 ms" in check["reason"] and "not measured" not in check["reason"]
     assert code == 1 and "target android-arm64: FAIL" in text
+    assert "not scored on the device" in text          # the table says whose top-1 it is
+    assert all(r["conditions_summary"]["loadavg_1min"] for r in report["results"])
     argv = json.loads((tmp_path / "benchmark_model.log").read_text().splitlines()[0])
     assert "--min_secs=0.5" in argv and "--num_threads=4" in argv
     profile = tmp_path / "slow-phone.toml"
@@ -250,3 +252,35 @@ def test_documents_carry_their_version_older_ones_are_read_newer_ones_refused(ex
                                   "version": 9}))
     with pytest.raises(edgetl.RunError, match="written by a newer edgetl"):
         session.benchmark(run, out=tmp_path / "c", **QUICK)
+
+
+THERMAL_AND_BATTERY = """0.52 0.61 0.70 2/1234 5678
+IsStatusOverride: false
+ThermalEventListeners:
+\tcallbacks: 1
+Thermal Status: 2
+Cached temperatures:
+\tTemperature{mValue=41.0, mType=0, mName=cpu0, mStatus=2}
+HAL Ready: true
+HAL connection:
+\tThermalHAL 2.0 connected: yes
+Current temperatures from HAL:
+\tTemperature{mValue=44.5, mType=0, mName=cpu0, mStatus=2}
+\tTemperature{mValue=33.1, mType=3, mName=skin, mStatus=0}
+Current Battery Service state:
+  AC powered: false
+  USB powered: true
+  level: 81
+  temperature: 312
+"""
+
+
+def test_the_phone_state_is_read_from_its_own_shell():
+    """/proc/loadavg, `dumpsys thermalservice` and `dumpsys battery` in AOSP's dump format:
+    the row's conditions are the phone's (its thermal status and temperatures)."""
+    from edgetl.benchmarking.adb import parse_phone_state
+    state = parse_phone_state(THERMAL_AND_BATTERY)
+    assert state["loadavg"] == [0.52, 0.61, 0.70]
+    assert state["throttled"].startswith("thermal status 2")
+    assert state["temperatures_c"] == {"cpu0": 44.5, "skin": 33.1, "battery": 31.2}
+    assert parse_phone_state("") == {}

@@ -33,7 +33,7 @@ def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, c
     profile = tmp_path / "tiny.toml"
     profile.write_text(PROFILE)
     out = tmp_path / "run"
-    quick = dict(iters=5, trials=1, warmup=1)
+    quick = dict(iters=5, trials=2, warmup=1)
     options = {k: v for k, v in FAST.items() if k not in ("model", "img_size")}
     first = run(data, profile, out, quant="ptq", train_options=options,
                 export_options={"bundle_size": 8}, bench_options=quick)
@@ -64,18 +64,18 @@ def test_the_main_job_takes_a_config_file_between_the_profile_and_the_options(tm
                                        ""))
     config = tmp_path / "job.toml"
     config.write_text('[train]\nepochs = 2\nimg_size = 40\ncache_views = 1\nworkers = 1\n'
-                      'lr = 0.02\n[export]\nbundle_size = 5\n[bench]\niters = 3\ntrials = 2\n'
+                      'lr = 0.02\n[export]\nbundle_size = 5\n[bench]\niters = 3\ntrials = 3\n'
                       'warmup = 0\n')
     out = tmp_path / "run"
     code = cli.main(["run", str(data), "--target", str(profile), "--out", str(out), "--config",
-                     str(config), "--lr", "0.01", "--trials", "1", "--max-int8-drop", "2"])
+                     str(config), "--lr", "0.01", "--trials", "2", "--max-int8-drop", "2"])
     assert code == 0
     saved = json.loads((out / "train" / "config.json").read_text())
     assert (saved["epochs"], saved["img_size"], saved["lr"]) == (2, 40, 0.01)  # file > profile
     export = json.loads((out / "export" / "manifest.json").read_text())["settings"]
     assert export["bundle_size"] == 5 and export["max_int8_drop"] == 2.0
     bench = json.loads((out / "bench" / "report.json").read_text())["settings"]
-    assert (bench["iters"], bench["trials"]) == (3, 1)                # option > file
+    assert (bench["iters"], bench["trials"]) == (3, 2)                # option > file
     for text, message in (("[tarin]\nepochs = 2\n", r"unknown table\(s\) tarin"),
                           ("[export]\nbundel_size = 5\n", r"\[export\]: unknown setting\(s\) "
                                                          "bundel_size")):

@@ -24,14 +24,53 @@ def adb_steps(device: Device, model_file: Path, threads, warmup, iters, binary, 
 
 def run_adb(device: Device, model_file: Path, threads, warmup, iters, timeout,
             binary=BENCHMARK_MODEL, extra=()) -> dict:
-    """Push the .tflite and run benchmark_model through adb shell; parse its output."""
-    out = ""
-    for cmd in adb_steps(device, model_file, threads, warmup, iters, binary, extra):
+    """Push the .tflite and run benchmark_model through adb shell; parse its output, with the
+    phone's state (load, thermal status, temperatures, battery) read just before."""
+    out, state = "", None
+    for i, cmd in enumerate(adb_steps(device, model_file, threads, warmup, iters, binary,
+                                      extra)):
+        if i == 1:
+            state = phone_state(device, timeout)
         proc = run_process(cmd, timeout, f"{device}")
         out = proc.stdout + proc.stderr
         if proc.returncode or "not found" in out:
             raise DeviceError(f"{device}: {_adb_reason(out, binary)}")
-    return parse_benchmark_model(out)
+    return {**parse_benchmark_model(out), "conditions": state}
+
+
+STATE_SHELL = ("cat /proc/loadavg; dumpsys thermalservice 2>/dev/null; "
+               "dumpsys battery 2>/dev/null")
+
+
+def phone_state(device: Device, timeout) -> dict | None:
+    """What the phone is doing, from its own shell (None when nothing could be read)."""
+    adb = ["adb"] + (["-s", device.host] if device.host else [])
+    try:
+        proc = run_process([*adb, "shell", STATE_SHELL], min(timeout, 30), f"{device}")
+    except DeviceError:
+        return None
+    return parse_phone_state(proc.stdout) or None
+
+
+def parse_phone_state(text: str) -> dict:
+    """/proc/loadavg, `dumpsys thermalservice` (Thermal Status, the HAL's current
+    temperatures) and `dumpsys battery` (temperature in tenths of a degree)."""
+    state = {}
+    load = re.match(r"\s*([\d.]+) ([\d.]+) ([\d.]+) ", text)
+    if load:
+        state["loadavg"] = [float(v) for v in load.groups()]
+    status = re.search(r"Thermal Status: (\d+)", text)
+    if status:
+        state["throttled"] = f"thermal status {status.group(1)} (0: none ... 6: shutdown)"
+    current = text.split("Current temperatures from HAL:", 1)
+    temps = re.findall(r"Temperature\{mValue=([-\d.]+), mType=-?\d+, mName=([^,]+),",
+                       current[1] if len(current) > 1 else text)
+    battery = re.search(r"^\s*temperature: (\d+)", text, re.M)
+    if temps or battery:
+        state["temperatures_c"] = {name: float(v) for v, name in temps}
+        if battery:
+            state["temperatures_c"]["battery"] = int(battery.group(1)) / 10
+    return state
 
 
 def _adb_reason(out: str, binary: str) -> str:
@@ -82,6 +121,7 @@ class AdbDevice(Device):
     checked here (no runner runs on the phone), and nothing scores it: the row's top-1 is
     unknown, and the host's export-time top-1 is kept apart, labelled."""
     measures_accuracy = False
+    runs_runner = False
 
     def accepts(self, fmt) -> bool:
         return fmt.benchmark_model

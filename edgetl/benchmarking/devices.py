@@ -24,6 +24,7 @@ class Device:
     is_local = False              # this machine: default threads, the PyTorch baseline row
     measures_latency = True       # an emulated CPU's timings say nothing about the board
     measures_accuracy = True      # benchmark_model (adb) times only
+    runs_runner = True            # edgetl's runner runs there (adb: benchmark_model instead)
     uses_profile_python = False   # SSH devices run the profile's Python
 
     def __init__(self, spec: str, host: str = "", port: int | None = None):
@@ -114,7 +115,8 @@ def runner_args(trial: Trial, threads) -> list:
     """A trial's command line for the runner, spelled by the runner's own table."""
     t = trial.timing
     values = {"runtime": trial.runtime, "threads": threads, "batch": t.batch,
-              "warmup": t.warmup, "iters": t.iters, "min_seconds": t.min_seconds, "trials": 1}
+              "warmup": t.warmup, "iters": t.iters, "min_seconds": t.min_seconds, "trials": 1,
+              "wait_idle": t.wait_idle, "sustained": t.sustained or None}
     args = ["--bench"]
     for name, _, _, _ in BENCH_FLAGS:
         if values.get(name) is not None:

@@ -4,6 +4,10 @@ a device is reached."""
 from dataclasses import dataclass
 
 from ..core.options import check, option
+from .stats import DEFAULT_STABLE_PCT
+
+MIN_TRIALS = 5                    # rounds before a row's interval is trusted to stop early
+MAX_TRIALS = 50
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,22 @@ class BenchOptions:
     warmup: int = option(10, "untimed runs before each trial", low=0)
     iters: int = option(100, "timed runs per trial (at least)", low=1)
     min_seconds: float = option(0.0, "...and at least this long per trial", low=0)
-    trials: int = option(3, "trials, interleaved across builds", low=1)
+    trials: int | None = option(None, "exactly this many trials, interleaved across builds",
+                                kind=int, low=1, high=1000,
+                                unset=f"at least {MIN_TRIALS}, then more until every p50 is "
+                                      "stable or --time-budget ends")
+    stable_pct: float = option(DEFAULT_STABLE_PCT, "a p50 is stable once its 95%% interval is "
+                               "within +- this many percent; wider rows are marked noisy",
+                               low=("above", 0), high=100)
+    time_budget: float = option(120.0, "seconds of trials, at most, after the first "
+                                f"{MIN_TRIALS} rounds", low=0)
+    allow_inconclusive: bool = option(False, "a latency budget whose interval straddles it "
+                                      "passes (default: it fails the target)")
+    wait_idle: float = option(10.0, "seconds each trial may wait for the device to go idle "
+                              "(other processes under 10%% of a core) before timing", low=0)
+    sustained: float | None = option(None, "time one build continuously for this many seconds "
+                                     "and report p50 per window (throttling shows as drift)",
+                                     kind=float, low=("above", 0), unset="off")
     device: str | None = option(None, "local | ssh://user@host[:port] | adb[:serial] | "
                                 "emulated:arm64", kind=str, unset="the profile's, else local")
     python: str | None = option(None, "Python that runs the bundle runner", kind=str,
@@ -44,6 +63,8 @@ class Timing:
     warmup: int = 10
     iters: int = 100
     min_seconds: float = 0.0
+    wait_idle: float = 0.0
+    sustained: float = 0.0            # seconds of continuous running after the trial
 
 
 @dataclass(frozen=True)

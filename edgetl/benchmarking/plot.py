@@ -33,3 +33,27 @@ def latency_vs_accuracy(result: dict, path) -> None:
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
     plt.close(fig)
+
+
+def sustained(row: dict, path) -> None:
+    """p50 per window of a sustained run (and the hottest thermal zone where the device has
+    one): throttling shows as a p50 that climbs while the temperature does."""
+    windows = row["sustained"]
+    t = [w["t_s"] for w in windows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(t, [w["p50"] for w in windows], marker="o", label="p50")
+    ax.plot(t, [w["p90"] for w in windows], marker=".", alpha=0.6, label="p90")
+    ax.set_xlabel("seconds of continuous running")
+    ax.set_ylabel("latency per window, ms")
+    ax.set_title(f"sustained: {row['build']} ({row['runtime']}), p50 drift "
+                 f"{row['sustained_drift_pct']:+.1f}% first to last window")
+    ax.grid(alpha=0.3)
+    temps = [w.get("temperature_c_max") for w in windows]
+    if any(v is not None for v in temps):
+        twin = ax.twinx()
+        twin.plot(t, temps, color="tab:red", alpha=0.5, label="max temperature")
+        twin.set_ylabel("hottest thermal zone, C")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=120))
+    plt.close(fig)

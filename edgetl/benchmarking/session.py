@@ -10,21 +10,24 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .. import bundle_runner
 from ..core import console, documents
-from ..core.errors import EdgetlError, RunError, RuntimeUnavailable
+from ..core.errors import ConfigError, RunError
 from ..core.layout import BenchFiles, RunLayout, RunLock
 from ..core.names import parse_names
 from ..core.options import make
 from ..exporting.formats import FORMATS
 from ..exporting.records import BuildResult
 from . import report, runtimes
-from .baseline import TorchBaseline
-from .devices import Trial, parse_device
-from .options import BenchOptions, DeviceSettings, Timing
+from .audit import flip_audit
+from .devices import parse_device
+from .options import MIN_TRIALS, BenchOptions, DeviceSettings, Timing
 from .outputs import check_current, default_out, keep_history, owning_run
-from .stats import merge_trials
 from .targets import load_target
+from .trials import Measurer, Rounds
+from .verdict import verdict
 
 
 def find_bundles(path: Path) -> list:
@@ -91,37 +94,48 @@ def benchmark(path, **options) -> dict:
     if _torch_row_wanted(path, wanted, target, device):
         todo.append(("torch", None, None, runtimes.TORCH))
     settings = dict(threads=threads, batch=o.batch, warmup=o.warmup, iters=o.iters,
-                    min_seconds=o.min_seconds, trials=o.trials, device=str(device))
-    timing, trials = Timing(o.batch, o.warmup, o.iters, o.min_seconds), o.trials
+                    min_seconds=o.min_seconds, trials=o.trials or f"{MIN_TRIALS}+ until stable",
+                    stable_pct=o.stable_pct, time_budget=o.time_budget, wait_idle=o.wait_idle,
+                    device=str(device))
+    timing = Timing(o.batch, o.warmup, o.iters, o.min_seconds, o.wait_idle, o.sustained or 0.0)
+    rounds = Rounds(o.trials, o.stable_pct, o.time_budget)
+    if o.sustained:
+        _check_sustained(todo, device)
+        rounds = Rounds(1, o.stable_pct, 0)
     if not device.measures_latency:          # emulated: one accuracy pass, no timing
-        timing, trials = Timing(o.batch, 0, 1, 0.0), 1
+        timing, rounds = Timing(o.batch, 0, 1, 0.0), Rounds(1, o.stable_pct, 0)
     how = DeviceSettings(o.timeout, threads, o.python or (
         target.python if target and device.uses_profile_python else None), o.ssh_config,
         o.adb_binary, target.benchmark_model_flags if target else (),
         target.emulated_cpu if target else "")
     ctx = Measurer(device, how, timing, path, bundles)
+    ctx.export_failures = _export_failures(run_root)
     with RunLock(run_root) if run_root else contextlib.nullcontext():
-        result = _measure_and_write(ctx, todo, trials, files, target,
-                                    {"settings": settings, "source": str(path)})
+        result = _measure_and_write(ctx, todo, rounds, files, target,
+                                    {"settings": settings, "source": str(path)},
+                                    o.allow_inconclusive)
     result["out"] = str(files.dir)
     return result
 
 
-def _measure_and_write(ctx, todo, trials, files, target, header: dict) -> dict:
+def _measure_and_write(ctx, todo, rounds, files, target, header: dict,
+                       allow_inconclusive: bool) -> dict:
     """Trials, then the report; the earlier report moves to history only once the new one is
     ready (a stopped bench leaves it in place)."""
     running_log = files.dir / f".bench.log.tmp{os.getpid()}"
     try:
         with console.stage_output(running_log):
-            results = ctx.run_all(todo, trials)
+            results = ctx.run_all(todo, rounds)
         machine = ctx.device.machine(ctx.device_machine, _here())
         for row in results:
             report.add_floor(row, machine.get("peak"), target)
         result = {"machine": machine, **header,
-                  "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results}
+                  "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), "results": results,
+                  "flips": flip_audit(results, _eval_sets(todo))}
         if target:
             result["target"] = {"name": target.name, "path": target.path}
-            result["verdict"] = report.verdict(results, target)
+            result["verdict"] = verdict(results, target, allow_inconclusive,
+                                        ctx.export_failures)
         keep_history(files)
         os.replace(running_log, files.log)
         report.write(files, result)
@@ -130,84 +144,37 @@ def _measure_and_write(ctx, todo, trials, files, target, header: dict) -> dict:
         running_log.unlink(missing_ok=True)
 
 
-class Measurer:
-    """Runs the trials of every row on one device and keeps what they return."""
-
-    def __init__(self, device, how, timing, path, bundles):
-        self.device, self.how, self.timing = device, how, timing
-        self.path, self.bundles = path, bundles
-        self.device_machine, self.baseline, self.timed_out = None, None, False
-        self.peak_asked = False         # the GEMM peak is probed once, whatever that run gives
-
-    def run_all(self, todo, trials) -> list:
-        trial_rows, errors = [[] for _ in todo], [None] * len(todo)
-        bar = console.bar(total=trials * len(todo), desc="bench", unit="run")
-        for t in range(trials):
-            if t and (self.device_machine or {}).get("emulated"):
-                break                       # its runner only scores: one pass is all there is
-            for i, (name, folder, manifest, runtime) in enumerate(todo):
-                bar.update(1)
-                if errors[i]:
-                    continue
-                try:
-                    trial_rows[i].append(self.one(folder, manifest, runtime, score=t == 0))
-                except EdgetlError as e:
-                    errors[i] = e
-                    self.timed_out |= "no answer within" in str(e)
-        bar.close()
-        return [_row(name, folder, manifest, runtime, trial_rows[i], errors[i])
-                for i, (name, folder, manifest, runtime) in enumerate(todo)]
-
-    def one(self, folder, manifest, runtime, score) -> dict:
-        after_timeout = self.timed_out
-        if runtime == runtimes.TORCH:
-            t = self.timing
-            self.baseline = self.baseline or TorchBaseline(
-                RunLayout(self.path).train.checkpoint, self.bundles, self.how.threads, t.batch)
-            row = self.baseline.measure(t.warmup, t.iters, t.min_seconds, score)
-        else:
-            if manifest.get("broken"):
-                raise RunError(f"{folder}/manifest.json is missing or unreadable: re-run "
-                               "'edgetl export' or copy the bundle again")
-            trial = Trial(runtime, self.timing, peak=not self.peak_asked
-                          and self.device.measures_latency, score=score)
-            self.peak_asked = True
-            row = self.device.run(folder, manifest, trial, self.how)
-            measured = row.pop("machine", None) or {}
-            self.device_machine = self.device_machine or measured
-            if measured.get("emulated"):
-                row["emulated"] = True
-        if after_timeout and not self.device.is_local:
-            row["after_timeout"] = True     # an earlier run on this device hit --timeout
-        return row
+def _check_sustained(todo, device) -> None:
+    if len(todo) != 1 or todo[0][3] == runtimes.TORCH or not device.measures_latency or \
+            not device.runs_runner:
+        rows = ", ".join(f"{name} ({rt or 'any'})" for name, _, _, rt in todo) or "none"
+        raise ConfigError(f"--sustained times one build continuously, on a device that "
+                          f"measures latency with edgetl's runner; this bench plans {rows}: pass "
+                          "one bundle folder (RUN/export/NAME) and one --runtimes")
 
 
-def _row(name, folder, manifest, runtime, trials: list, error) -> dict:
-    """One report row: the first trial's load, first inference and accuracy, latency merged
-    over the trials (each statistic the median of the per-trial ones)."""
-    row = {"build": name, "runtime": runtime}
-    if error is not None and not trials:
-        row.update(status="skipped" if isinstance(error, RuntimeUnavailable) else "failed",
-                   error=str(error), format=manifest and manifest.get("format"),
-                   precision=manifest and manifest.get("precision"))
-    elif trials[0].get("emulated"):             # accuracy only: emulated timings mean nothing
-        row.update({k: v for k, v in trials[0].items() if k not in ("latency_ms", "load_ms",
-                                                                      "first_inference_ms")},
-                   status="ok" if error is None else "failed", latency_ms=None,
-                   latency_note="not measured: emulated CPU")
-    else:
-        row.update(trials[0], status="ok" if error is None else "failed",
-                   latency_ms=merge_trials([t["latency_ms"] for t in trials]),
-                   peak_rss_mb=max(t["peak_rss_mb"] or 0 for t in trials) or None,
-                   after_timeout=any(t.get("after_timeout") for t in trials))
-        if error is not None:
-            row["error"] = f"trial {len(trials) + 1}: {error}"
-    if manifest and not manifest.get("broken"):
-        model = folder / manifest.get("model_file", "")
-        row.update(size_bytes=model.stat().st_size if model.is_file() else None,
-                   variant=manifest.get("variant", ""), macs=manifest.get("macs"),
-                   held_out_top1=manifest.get("held_out_top1"))
-    return row
+def _eval_sets(todo) -> dict:
+    """build name -> (class names, eval.npz arrays) of each bundle measured, for the audit."""
+    sets = {}
+    for name, folder, manifest, _ in todo:
+        if folder is not None and name not in sets and not manifest.get("broken"):
+            try:
+                with np.load(folder / "eval.npz") as data:
+                    sets[name] = (manifest["labels"], {k: data[k] for k in data.files
+                                                       if k != "images"})
+            except (OSError, ValueError, KeyError):
+                continue
+    return sets
+
+
+def _export_failures(run_root) -> list:
+    """The export's own failures (parity gates, a missed int8 budget): part of the verdict."""
+    if not run_root:
+        return []
+    try:
+        return documents.read(RunLayout(run_root).export.manifest, "export").get("failed", [])
+    except (OSError, RunError):
+        return []
 
 
 def _torch_row_wanted(path, wanted, target, device) -> bool:

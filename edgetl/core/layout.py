@@ -54,11 +54,13 @@ class ExportFiles:
 @dataclass(frozen=True)
 class BenchFiles:
     dir: Path
-    REPORT_NAMES = ("report.json", "report.md", "latency_vs_accuracy.png", "bench.log")
+    REPORT_NAMES = ("report.json", "report.md", "latency_vs_accuracy.png", "sustained.png",
+                    "bench.log")
 
     report = property(lambda s: s.dir / "report.json")
     markdown = property(lambda s: s.dir / "report.md")
     plot = property(lambda s: s.dir / "latency_vs_accuracy.png")
+    sustained_plot = property(lambda s: s.dir / "sustained.png")
     log = property(lambda s: s.dir / "bench.log")
     history = property(lambda s: s.dir / "history")
 

@@ -1,7 +1,9 @@
 """Deployment bundles: model file + manifest (everything needed to feed it) + a small evaluation
 set + the standalone runner, one folder per build. The manifest holds the sha256 of every file
 the bundle ships, which the runner checks before it runs anything."""
+import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,6 +15,18 @@ from ..quantizing.calibration import select
 from .formats import FORMATS, model_file
 
 RUNNER = Path(__file__).resolve().parent.parent / "bundle_runner.py"
+SAMPLE_FILES = 4                      # original image files for end-to-end latency
+SAMPLE_MAX_BYTES = 8 << 20
+
+
+class HeldOut(NamedTuple):
+    """The held-out images a bundle's evaluation set comes from: uint8 crops, labels, this
+    build's PyTorch reference predictions, the fp32 model's logits, and the files."""
+    images: np.ndarray
+    labels: np.ndarray
+    reference: np.ndarray
+    fp32_logits: np.ndarray
+    paths: list
 
 
 def eval_images(samples: list, spec) -> tuple:
@@ -24,18 +38,22 @@ def eval_images(samples: list, spec) -> tuple:
     return np.concatenate(images).astype(np.uint8), np.concatenate(labels)
 
 
-def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, held_out,
+def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, held_out: HeldOut,
                  bundle_size: int) -> dict:
-    """`held_out`: (images, labels, the PyTorch reference's predictions on them), from which
-    `bundle_size` class-balanced images become the bundle's evaluation set (agreement on the
-    device needs the reference)."""
-    images, labels, reference = held_out
+    """`bundle_size` class-balanced images of `held_out` become the bundle's evaluation set
+    (with the reference, for agreement on the device, and fp32's predictions and margins with
+    the file names, for the flip audit); a few original files time the app's whole path."""
     folder.mkdir(parents=True)
     fmt, name = FORMATS[build.format], model_file(build)
     (folder / name).write_bytes(data)
-    keep = _balanced(labels, bundle_size)
-    np.savez_compressed(folder / "eval.npz", images=images[keep], labels=labels[keep],
-                        reference=reference[keep])
+    keep = _balanced(held_out.labels, bundle_size)
+    fp32 = held_out.fp32_logits[keep]
+    top2 = np.sort(fp32, axis=-1)[:, -2:]
+    names = np.array([Path(held_out.paths[i]).name for i in keep])
+    np.savez_compressed(folder / "eval.npz", images=held_out.images[keep],
+                        labels=held_out.labels[keep], reference=held_out.reference[keep],
+                        fp32=fp32.argmax(-1), fp32_margin=top2[:, 1] - top2[:, 0], names=names)
+    samples = _copy_samples(folder, [held_out.paths[i] for i in keep])
     (folder / "run.py").write_text(RUNNER.read_text())
     inp, out = fmt.io(build, folder / name, spec)
     manifest = {"format": build.format, "precision": build.precision, "variant": build.variant,
@@ -46,13 +64,27 @@ def write_bundle(folder: Path, build, data: bytes, spec, meta: dict, held_out,
                                   "mean": list(spec.mean), "std": list(spec.std),
                                   "color": "RGB", "scale": "pixels / 255"},
                 "input": inp, "output": out, "quantization": meta.get("quantization"),
-                "macs": meta.get("macs"),
+                "macs": meta.get("macs"), "samples": samples,
                 "source_checkpoint_sha256": meta["source_checkpoint_sha256"],
                 "edgetl_version": meta["edgetl_version"]}
     if fmt.extras:
         manifest.update(fmt.extras(folder, build, spec, meta))
     seal(folder, manifest)
     return manifest
+
+
+def _copy_samples(folder: Path, paths: list) -> list:
+    """Up to SAMPLE_FILES original image files (as the camera wrote them) for end-to-end
+    latency on the device; their names in the bundle."""
+    names = []
+    for path in paths:
+        path = Path(path)
+        if len(names) == SAMPLE_FILES:
+            break
+        if path.is_file() and path.stat().st_size <= SAMPLE_MAX_BYTES:
+            names.append(f"sample-{len(names)}{path.suffix.lower()}")
+            shutil.copyfile(path, folder / names[-1])
+    return names
 
 
 def seal(folder: Path, manifest: dict) -> None:
