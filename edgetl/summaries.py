@@ -3,42 +3,60 @@ import sys
 
 from .core.console import render
 
+NOT_HELD_OUT = ("no test split: these top-1s are on the validation split, which early stopping "
+                "and the int8 budget chose on, so they are not held out (add a test/ folder)")
+
+
+def _top1(value, ci) -> str:
+    return "-" if value is None else f"{value:.4f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+                                                       if ci else "")
+
 
 def train_summary(m: dict) -> str:
     from rich.table import Table
     table = Table()                           # a title would wrap over this narrow table
-    for col in ("split", "images", "top-1"):
+    for col in ("split", "images", "top-1 [95% CI]"):
         table.add_column(col)
     for split in ("val", "test"):
-        top1 = m[split]["top1"]
-        table.add_row(split, str(m[split]["n"]), "-" if top1 is None else f"{top1:.4f}")
+        table.add_row(split, str(m[split]["n"]), _top1(m[split]["top1"], m[split].get("ci95")))
     extra = f"best epoch {m['best_epoch']}/{m['epochs_run']}, {m['wall_seconds']:.0f} s"
     if m["skipped_images"]["count"]:
         extra += f", {m['skipped_images']['count']} unreadable image(s) skipped"
     if m.get("ignored_files"):
         extra += f", {len(m['ignored_files'])} non-image file(s) ignored"
+    if not m["test"]["n"]:
+        extra += "\n" + NOT_HELD_OUT
     return f"{m['model']} @ {m['img_size']} px, {m['strategy']}\n" + render(table) + extra
 
 
 def export_summary(manifest: dict) -> str:
     from rich.table import Table
     table = Table(title=f"builds ({manifest['eval_split']} split, n={manifest['n']})")
-    for col in ("build", "size MB", "top-1", "agreement", "reference", "runtime"):
+    for col in ("build", "MB", "top-1 [95% CI]", "agree raw / decided", "runtime"):
         table.add_column(col)
     for a in manifest["artifacts"]:
         p = a["parity"]
-        agree = "-" if "top1_agreement" not in p else f"{p['top1_agreement']:.4f}"
+        agree = "-" if "top1_agreement" not in p else f"{p['top1_agreement']:.3f}" + (
+            f" / {p['decided_agreement']:.3f} ({p['ties']} ties)" if p.get("ties") else "")
         table.add_row(a["name"], f"{a['size_bytes'] / 1e6:.2f}",
-                      "-" if a["test_top1"] is None else f"{a['test_top1']:.4f}", agree,
-                      p["reference"], a.get("runtime", "not run here"))
+                      _top1(a["test_top1"], (a.get("top1") or {}).get("ci95")), agree,
+                      a.get("runtime", "not run here"))
     ref = ", ".join(f"{k} {v:.4f}" for k, v in manifest["reference_top1"].items())
     text = render(table) + f"PyTorch reference top-1: {ref}; {manifest['wall_seconds']:.0f} s"
+    text += ("\nagreement: with the PyTorch reference, every image (raw) and without the int8 "
+             "near-ties the gate leaves out (decided)")
+    if manifest["eval_split"] == "val":
+        text += "\n" + NOT_HELD_OUT
     q = manifest.get("quantization")
     if q:
+        from .quantizing.decision import evidence_text
         steps = ", ".join(s["step"] for s in q["mitigation"]) or "none needed"
         text += (f"\nint8 ({q['method']}, {q['weight_range']}-range weights): validation drop "
-                 f"{q['val_drop_points']:.2f} points (budget {q['max_int8_drop']}); mitigation: "
-                 f"{steps}; float blocks: {', '.join(q['float_blocks']) or 'none'}")
+                 f"{q['val_drop_points']:.2f} points (budget {q['max_int8_drop']}): "
+                 f"{q.get('budget', '-')}" + (f", {evidence_text(q)}" if q.get("paired") else "")
+                 + f"; mitigation: {steps}" + (f" (shipped {q['shipped_step']})"
+                                               if q.get("shipped_step") else "")
+                 + f"; float blocks: {', '.join(q['float_blocks']) or 'none'}")
     return text
 
 
@@ -49,7 +67,7 @@ def report_summary(report: dict) -> str:
 
 def bench_exit(result: dict) -> int:
     """Print the bench table; exit 1 if a build failed or a target's budget was missed."""
-    from .benchmarking.report import table
+    from .benchmarking.table import table
     print(table(result))
     print(f"report: {result['out']}/report.md")
     failed = [r for r in result["results"] if r["status"] == "failed"]

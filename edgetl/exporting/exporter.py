@@ -8,10 +8,11 @@ import os
 import shutil
 import time
 
+import numpy as np
 import torch
 
 from .. import bundle_runner
-from ..core import VERSION, console, documents
+from ..core import VERSION, console, documents, intervals
 from ..core.errors import DataError, ParityError, RunError
 from ..core.files import read_json, sha256, write_json
 from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
@@ -24,7 +25,7 @@ from ..quantizing import calibration, decision, quant_report
 from ..quantizing.graph import load_graph
 from ..quantizing.references import top1, torch_logits
 from . import parity
-from .bundle import eval_images, write_bundle
+from .bundle import HeldOut, eval_images, write_bundle
 from .formats import FORMATS, model_bytes
 from .options import ExportOptions
 from .records import BuildResult
@@ -92,12 +93,20 @@ def _export_into(work, layout, opts, start) -> dict:
                  "spec": spec.to_dict(), "macs": count_macs(model, spec.img_size)}
     ref = {"fp32": torch_logits(model, images, spec)}
     builds, int8 = opts.builds(), None
+    # the validation split: where the int8 decision is made and, beside a test split, more
+    # images for agreement (it needs no labels; never the training images calibration and QAT
+    # saw). Without a test split it is the held-out split itself.
+    val_images, val_labels = eval_images(splits.val, spec) if splits.test else (images, labels)
+    val_ref = {"fp32": torch_logits(model, val_images, spec)} if splits.test else ref
     if any(b.precision == "int8" for b in builds):
-        val_images, val_labels = eval_images(splits.val, spec)
-        val = (val_images, val_labels, torch_logits(model, val_images, spec))
-        int8 = decision.quantize(model, spec, cfg, splits, work, log, opts, val)
+        int8 = decision.quantize(model, spec, cfg, splits, work, log, opts,
+                                 (val_images, val_labels, val_ref["fp32"]))
         ref["int8"] = torch_logits(int8.converted, images, spec)
+        if splits.test:
+            val_ref["int8"] = torch_logits(int8.converted, val_images, spec)
     ref["fp16"] = ref["fp32"]
+    val_ref["fp16"] = val_ref["fp32"]
+    agreement_set = (val_images, val_ref) if splits.test else None
     qinfo = int8 and int8.info
     budget_miss = decision.misses_budget(int8) if int8 else ""
     artifacts, graphs = [], {}
@@ -108,12 +117,16 @@ def _export_into(work, layout, opts, start) -> dict:
         meta = {**base_meta, "format": build.format, "precision": build.precision,
                 "variant": build.variant, "quantization": qinfo if build.precision == "int8"
                 else None}
-        result = _one_build(build, source, spec, meta, graphs, (images, labels, ref),
+        result = _one_build(build, source, spec, meta, graphs,
+                            (images, labels, ref, [p for p, _ in held_out], agreement_set),
                             opts.bundle_size, work)
         result.seconds = round(time.time() - t0, 1)
-        if build.precision == "int8" and result.test_top1 is not None:
-            result.drop_points = round(100 * (top1(ref["fp32"], labels)
-                                              - result.test_top1), 2)
+        if result.held_out_predictions is not None:
+            correct = np.array(result.held_out_predictions) == labels
+            result.top1 = intervals.top1(int(correct.sum()), len(labels))
+            if build.precision == "int8":
+                result.paired = intervals.paired(ref["fp32"].argmax(-1) == labels, correct)
+                result.drop_points = round(result.paired["drop_points"], 2)
         log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name, _fmt(result.test_top1),
                  _fmt(result.parity.get("top1_agreement")), result.seconds)
         artifacts.append(result.to_json())
@@ -121,6 +134,9 @@ def _export_into(work, layout, opts, start) -> dict:
                 "settings": opts.record(), "eval_split": "test" if splits.test else "val",
                 "n": len(labels), "reference_top1": {k: top1(v, labels)
                                                      for k, v in ref.items()},
+                "reference_top1_ci95": {k: intervals.top1(int((v.argmax(-1) == labels).sum()),
+                                                          len(labels))["ci95"]
+                                        for k, v in ref.items()},
                 "reference_predictions": {k: ref[k].argmax(-1).tolist() for k in ("fp32", "int8")
                                           if k in ref},
                 "quantization": qinfo, "artifacts": artifacts,
@@ -159,13 +175,14 @@ def count_macs(model, img_size: int) -> int:
 
 def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
     """Build, bundle and check one build; `held_out`: (images, labels, reference logits by
-    precision)."""
-    images, labels, ref = held_out
+    precision, files, agreement set), the agreement set being (more images, their reference
+    logits by precision) on which parity is checked too, or None."""
+    images, labels, ref, paths, agreement_set = held_out
     data = model_bytes(build, source, spec, meta, graphs)
     reference = ref["int8" if build.precision == "int8" else "fp32"]
     folder = work.bundle(build.name)
-    bundle = write_bundle(folder, build, data, spec, meta,
-                          (images, labels, reference.argmax(-1)), bundle_size)
+    bundle = write_bundle(folder, build, data, spec, meta, HeldOut(
+        images, labels, reference.argmax(-1), ref["fp32"], paths), bundle_size)
     result = BuildResult(build.name, build.format, build.precision, build.variant,
                          f"export/{build.name}/{bundle['model_file']}", len(data),
                          bundle["sha256"][bundle["model_file"]])
@@ -187,7 +204,13 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
     result.test_top1, result.runtime, result.runtime_version = held_out_top1, model.runtime, \
         model.version
     result.held_out_predictions = logits.argmax(-1).tolist()
-    result.parity = parity.check(logits, reference, build.precision)
+    if agreement_set is not None:
+        more, more_ref = agreement_set
+        logits = np.concatenate([logits, bundle_runner.predict(model, more, bundle)])
+        reference = np.concatenate([reference, more_ref[build.precision]])
+    result.parity = {**parity.check(logits, reference, build.precision),
+                     "images": len(logits), "on": "held-out + validation"
+                     if agreement_set is not None else "held-out"}
     return result
 
 

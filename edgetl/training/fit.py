@@ -104,13 +104,14 @@ def final_metrics(job, inputs, history, best_epoch, skipped, start) -> dict:
     tail = loop.Tail(model, unit)
     val = summarize(*loop.predict(tail, source.eval_batches("val")), splits.classes)
     test = summarize(*loop.predict(tail, source.eval_batches("test")), splits.classes) \
-        if splits.test else {"top1": None, "n": 0, "per_class": {}, "confusion_matrix": []}
+        if splits.test else {"top1": None, "n": 0, "ci95": None, "per_class": {},
+                             "confusion_matrix": []}
     report = test if splits.test else val
     return {"model": cfg.model, "img_size": spec.img_size, "strategy": cfg.strategy,
             "classes": splits.classes, "split_source": splits.source,
             "n": {"train": len(splits.train), "val": val["n"], "test": test["n"]},
-            "val": {"top1": val["top1"], "n": val["n"]},
-            "test": {"top1": test["top1"], "n": test["n"]},
+            "val": {k: val[k] for k in ("top1", "n", "ci95")},
+            "test": {k: test[k] for k in ("top1", "n", "ci95")},
             "per_class": report["per_class"], "confusion_matrix": report["confusion_matrix"],
             "per_class_split": "test" if splits.test else "val",
             "best_epoch": best_epoch + 1, "epochs_run": len(history),

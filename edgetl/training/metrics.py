@@ -1,6 +1,8 @@
 """Classification metrics from labels and logits."""
 import torch
 
+from ..core.intervals import top1
+
 
 def summarize(logits: torch.Tensor, labels: torch.Tensor, classes: list) -> dict:
     """top1, n, per-class accuracy and the confusion matrix (rows: true, columns: predicted)."""
@@ -12,4 +14,5 @@ def summarize(logits: torch.Tensor, labels: torch.Tensor, classes: list) -> dict
                  for i, c in enumerate(classes)}
     n = len(labels)
     return {"top1": (pred == labels).float().mean().item() if n else None, "n": n,
+            "ci95": top1(int((pred == labels).sum()), n)["ci95"],
             "per_class": per_class, "confusion_matrix": cm.tolist()}
