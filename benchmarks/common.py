@@ -12,6 +12,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 DEFAULT_DATA = HERE.parent.parent / "shared" / "datasets" / "clothing-small"
+LOAD_AT_START = os.getloadavg()          # the machine's load when the script began
 
 
 def data_path(argv_value=None) -> Path:
@@ -37,7 +38,8 @@ def machine() -> dict:
     return {"platform": platform.platform(), "processor": platform.processor(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "cpu": cpu_info()}
+            "cpu": cpu_info(), "loadavg_at_start": list(LOAD_AT_START),
+            "loadavg_at_end": list(os.getloadavg())}
 
 
 def timed_cli(args: list) -> tuple:
