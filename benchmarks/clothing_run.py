@@ -27,9 +27,11 @@ def main():
     export = json.loads((out / "export" / "manifest.json").read_text())
     train = json.loads((out / "train" / "metrics.json").read_text())
     fp32 = export["reference_top1"]["fp32"]
-    rows = [{k: r.get(k) for k in ("build", "runtime", "status", "top1", "held_out_top1",
-                                    "top1_agreement", "latency_ms", "x_floor", "int8_speedup",
-                                    "size_bytes")} for r in report["results"]]
+    rows = [{k: r.get(k) for k in ("build", "runtime", "status", "top1", "n", "top1_record",
+                                    "held_out_top1", "top1_agreement", "latency_ms",
+                                    "end_to_end_ms", "x_floor", "int8_speedup",
+                                    "int8_speedup_paired", "conditions_summary", "size_bytes")}
+            for r in report["results"]]
     q = export["quantization"]
     save(args.result, {
         "command": f"edgetl run DATA --target {args.target} --out {args.out}", "exit_code": rc,
@@ -41,11 +43,16 @@ def main():
             a["name"]: round(100 * (a["test_top1"] - fp32), 2) for a in export["artifacts"]
             if a["precision"] == "int8" and a["test_top1"] is not None},
         "parity": {a["name"]: a["parity"] for a in export["artifacts"]},
-        "int8": {k: q[k] for k in ("method", "qat_epochs", "weight_range", "val_fp32_top1",
-                                   "val_int8_top1", "val_drop_points", "mitigation",
-                                   "float_blocks")},
+        "held_out_top1_ci95": {a["name"]: (a.get("top1") or {}).get("ci95")
+                               for a in export["artifacts"]},
+        "held_out_paired_vs_fp32": {a["name"]: a.get("paired") for a in export["artifacts"]
+                                    if a.get("paired")},
+        "int8": {k: q.get(k) for k in ("method", "qat_epochs", "weight_range", "val_fp32_top1",
+                                       "val_int8_top1", "val_n", "val_drop_points", "paired",
+                                       "budget", "shipped_step", "mitigation", "float_blocks",
+                                       "rule")},
         "verdict": report.get("verdict"), "machine_peak": report["machine"].get("peak"),
-        "rows": rows})
+        "bench_settings": report["settings"], "flips": report.get("flips"), "rows": rows})
 
 
 if __name__ == "__main__":

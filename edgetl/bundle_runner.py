@@ -655,8 +655,9 @@ def measure(manifest, folder, args) -> dict:
     # take minutes: such a runner scores the bundle and never times it
     latency = e2e = conditions = windows = None
     if not machine["emulated"]:
-        conditions = {**wait_idle(args.wait_idle), **device_state(cpus),
-                      "probe_us_before": speed_probe()}
+        conditions = {**wait_idle(args.wait_idle), **device_state(cpus)}
+        speed_probe()                   # the first after an idle wait pays the CPU's wake-up
+        conditions["probe_us_before"] = speed_probe()
         share = CpuShare()
         latency = time_runs(lambda: model(x), args.warmup, args.iters, args.min_seconds,
                             args.trials)

@@ -121,6 +121,7 @@ def test_every_row_carries_intervals_conditions_and_end_to_end_latency(adaptive)
         assert len(r["trial_conditions"]) == MIN_TRIALS
         e2e = r["end_to_end_ms"]                  # decode + resize + normalize + infer, files
         assert e2e["p50"] > lat["p50"] * 0.5 and e2e["trials"] == MIN_TRIALS
+        assert 0 < e2e["preprocess_p50"] < e2e["p50"]
     paired = [r for r in report["results"] if r.get("int8_speedup_paired")]
     assert paired and all(p["int8_speedup_paired"]["pairs"] == MIN_TRIALS for p in paired)
     text = (out / "report.md").read_text()

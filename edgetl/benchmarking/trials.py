@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import console, intervals
+from ..core.intervals import geometric
 from ..core.errors import EdgetlError, RunError, RuntimeUnavailable
 from ..core.layout import RunLayout
 from . import runtimes
@@ -15,9 +16,16 @@ from .options import MAX_TRIALS, MIN_TRIALS
 from .stats import is_stable, merge_trials
 
 
-def _merged_optional(trials, key, stable_pct):
-    values = [t.get(key) for t in trials]
-    return merge_trials(values, stable_pct) if values and all(values) else None
+def _end_to_end(trials, stable_pct):
+    """End-to-end latency merged like the model's, its preprocessing share beside it."""
+    values = [t.get("end_to_end_ms") for t in trials]
+    if not values or not all(values):
+        return None
+    merged = merge_trials(values, stable_pct)
+    pre = [v.get("preprocess_p50") for v in values]
+    if all(pre):
+        merged["preprocess_p50"] = geometric(pre)["value"]
+    return merged
 
 
 @dataclass(frozen=True)
@@ -120,7 +128,7 @@ def _row(name, folder, manifest, runtime, trials: list, error, stable_pct) -> di
     else:
         row.update(trials[0], status="ok" if error is None else "failed",
                    latency_ms=merge_trials([t["latency_ms"] for t in trials], stable_pct),
-                   end_to_end_ms=_merged_optional(trials, "end_to_end_ms", stable_pct),
+                   end_to_end_ms=_end_to_end(trials, stable_pct),
                    conditions=[t.get("conditions") for t in trials],
                    peak_rss_mb=max(t["peak_rss_mb"] or 0 for t in trials) or None,
                    after_timeout=any(t.get("after_timeout") for t in trials))
