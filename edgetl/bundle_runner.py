@@ -534,19 +534,18 @@ def _tool_line(cmd: list) -> str | None:
     return " ".join(out.split()) or None
 
 
-def device_state(cpus) -> dict:
+def device_state(cpus, sysfs: str = "/sys") -> dict:
     """Load average, CPU frequency (MHz) and governor of the CPUs in use, temperatures (C) of
-    the thermal zones, and throttling where the board reports it."""
+    the thermal zones, and throttling where the board reports it. `sysfs`: where /sys is."""
     cpus = cpus or usable_cpus()
-    base = "/sys/devices/system/cpu/cpu{}/cpufreq/"
+    base = sysfs + "/devices/system/cpu/cpu{}/cpufreq/"
     mhz = [int(v) / 1000 for v in (_read(base.format(c) + "scaling_cur_freq") for c in cpus)
            if v.isdigit()]
-    temps = {}
-    for zone in sorted(os.listdir("/sys/class/thermal")) if os.path.isdir(
-            "/sys/class/thermal") else []:
-        t = _read(f"/sys/class/thermal/{zone}/temp")
+    temps, thermal = {}, sysfs + "/class/thermal"
+    for zone in sorted(os.listdir(thermal)) if os.path.isdir(thermal) else []:
+        t = _read(f"{thermal}/{zone}/temp")
         if t.lstrip("-").isdigit():
-            temps[_read(f"/sys/class/thermal/{zone}/type") or zone] = int(t) / 1000
+            temps[_read(f"{thermal}/{zone}/type") or zone] = int(t) / 1000
     state = {"loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
              "cpu_mhz": mhz or None, "governor": _read(base.format(cpus[0]) +
                                                         "scaling_governor") or None,

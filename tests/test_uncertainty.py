@@ -11,6 +11,7 @@ from scipy import stats
 
 from edgetl import cli
 from edgetl.benchmarking import session, verdict
+from edgetl.benchmarking.audit import summarise_conditions
 from edgetl.benchmarking.options import MIN_TRIALS
 from edgetl.benchmarking.stats import merge_trials, paired_speedup
 from edgetl.core import intervals
@@ -170,3 +171,54 @@ def test_an_older_bundle_without_samples_is_measured_without_end_to_end(exported
                      "--iters", "3", "--out", str(tmp_path / "b")]) == 0
     row = json.loads((tmp_path / "b" / "report.json").read_text())["results"][0]
     assert row["status"] == "ok" and row["end_to_end_ms"] is None
+
+
+def test_clocks_temperatures_and_throttling_are_read_as_a_board_writes_them(tmp_path,
+                                                                             monkeypatch):
+    """The sysfs files of a Raspberry Pi 5 (cpufreq in kHz, thermal zones in millidegrees) and
+    its `vcgencmd get_throttled` line, laid out as the kernel and the firmware tool give them:
+    this VM has neither, so the reader is checked on their formats."""
+    import os
+    import sys
+    from edgetl import bundle_runner
+    sysfs = tmp_path / "sys"
+    for cpu, khz in ((0, "2400000"), (1, "1500000")):
+        freq = sysfs / "devices" / "system" / "cpu" / f"cpu{cpu}" / "cpufreq"
+        freq.mkdir(parents=True)
+        (freq / "scaling_cur_freq").write_text(khz + "\n")
+        (freq / "scaling_governor").write_text("ondemand\n")
+    zone = sysfs / "class" / "thermal" / "thermal_zone0"
+    zone.mkdir(parents=True)
+    (zone / "type").write_text("cpu-thermal\n")
+    (zone / "temp").write_text("61850\n")
+    (sysfs / "class" / "thermal" / "cooling_device0").mkdir()          # no temp: skipped
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "vcgencmd").write_text(f"#!{sys.executable}\nprint('throttled=0x50005')\n")
+    (tools / "vcgencmd").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    state = bundle_runner.device_state([0, 1], sysfs=str(sysfs))
+    assert state["cpu_mhz"] == [2400.0, 1500.0] and state["governor"] == "ondemand"
+    assert state["temperatures_c"] == {"cpu-thermal": 61.85}
+    assert state["throttled"] == "throttled=0x50005" and len(state["loadavg"]) == 3
+    summary = summarise_conditions([{**state, "probe_us_before": 60.0, "probe_us_after": 66.0}])
+    assert summary["cpu_mhz"] == [1500.0, 2400.0] and summary["temperature_c_max"] == 61.85
+    assert summary["throttled"] == ["throttled=0x50005"]
+    assert summary["probe_drift_pct"] == pytest.approx(10.0)
+
+
+def test_a_bench_says_whether_the_machine_changed_since_the_last_report(exported, adaptive,
+                                                                        tmp_path):
+    """Two benches that disagree: the report compares its speed probe with the one it
+    replaces, so a user can tell a slower machine from a slower build."""
+    run, _ = exported
+    report, out = adaptive
+    shutil.copytree(out, tmp_path / "b")
+    again = session.benchmark(run, runtimes="litert", trials=2, iters=5, warmup=1,
+                              out=tmp_path / "b")
+    assert again["machine"]["speed_probe_us"] > 0
+    assert again["speed_vs_previous"]["previous_recorded"] == report["recorded"]
+    first = report["machine"]["speed_probe_us"]
+    assert again["speed_vs_previous"]["pct"] == pytest.approx(
+        (again["machine"]["speed_probe_us"] / first - 1) * 100)
+    assert "against the previous report" in (tmp_path / "b" / "report.md").read_text()

@@ -136,12 +136,32 @@ def _measure_and_write(ctx, todo, rounds, files, target, header: dict,
             result["target"] = {"name": target.name, "path": target.path}
             result["verdict"] = verdict(results, target, allow_inconclusive,
                                         ctx.export_failures)
+        machine_speed(result, files.report)
         keep_history(files)
         os.replace(running_log, files.log)
         report.write(files, result)
         return result
     finally:
         running_log.unlink(missing_ok=True)
+
+
+def machine_speed(result: dict, previous_report) -> None:
+    """The bench's median speed probe (after each trial, every row) into its machine block,
+    and its change against the report it replaces: when two benches disagree, this says
+    whether the machine, not the build, changed."""
+    probes = sorted(c["probe_us_after"] for r in result["results"]
+                    for c in r.get("trial_conditions") or [] if c and c.get("probe_us_after"))
+    if not probes:
+        return
+    now = result["machine"]["speed_probe_us"] = probes[len(probes) // 2]
+    try:
+        before = documents.read(previous_report, "bench")
+    except (OSError, RunError):
+        return
+    then = (before.get("machine") or {}).get("speed_probe_us")
+    if then and before["machine"].get("device") == result["machine"].get("device"):
+        result["speed_vs_previous"] = {"previous_recorded": before.get("recorded"),
+                                       "pct": (now / then - 1) * 100}
 
 
 def _check_sustained(todo, device) -> None:

@@ -99,6 +99,12 @@ def notes(result: dict) -> list:
             lines.append(f"{r['build']} ({r['runtime']}): the CPU's speed probe moved "
                          f"{drift:.0f}% between its trials: the machine changed speed")
             break
+    speed = result.get("speed_vs_previous")
+    if speed:
+        lines.append(f"speed probe {speed['pct']:+.0f}% against the previous report "
+                     f"({speed['previous_recorded']}): " + (
+                         "the machine itself ran slower or faster, so compare p50s with care"
+                         if abs(speed["pct"]) > 5 else "the machine ran at the same speed"))
     if any(r.get("host_top1") is not None and r.get("top1") is None for r in result["results"]):
         lines.append("top-1 'host': not scored on the device; the host's export-time number "
                      "is in report.json as host_top1, not the device's")
