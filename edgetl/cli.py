@@ -44,8 +44,10 @@ def _add_bench_options(p, skip=()):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core import VERSION
     parser = OneLineParser(prog="edgetl", description="Transfer learning to the edge: "
                            "fine-tune, quantize, export and benchmark.")
+    parser.add_argument("--version", action="version", version=f"edgetl {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("train", help="fine-tune a pretrained model on an image folder")
     p.add_argument("data", help="folder with train/ validation/ [test/] or class folders")
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.cache/edgetl/emulated-arm64)")
     e.add_argument("--runtimes", default="tflite-runtime,onnxruntime",
                    help="tflite-runtime, litert, onnxruntime (default: tflite-runtime,onnxruntime)")
+    sub.add_parser("targets", help="the shipped target profiles: device, builds, budgets")
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--target", default="x86-cpu", help="profile to benchmark against")
@@ -109,6 +112,10 @@ def _dispatch(args) -> int:
     if args.command == "bench":
         from .benchmarking.session import benchmark
         return bench_exit(benchmark(opts.pop("path"), **opts))
+    if args.command == "targets":
+        from .summaries import targets_summary
+        print(targets_summary())
+        return 0
     if args.command == "device":
         from .benchmarking.emulated import build
         runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]

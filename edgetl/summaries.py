@@ -60,6 +60,23 @@ def export_summary(manifest: dict) -> str:
     return text
 
 
+def targets_summary() -> str:
+    """Every shipped profile: where it runs, what it measures, the budgets it holds."""
+    from rich.table import Table
+    from .benchmarking.targets import available, load_target, resolve
+    table = Table()
+    table.add_column("target", no_wrap=True)              # a name the user types: whole
+    for col in ("device", "builds", "runtimes", "p50 budget", "min top-1"):
+        table.add_column(col, overflow="fold")
+    for name in available():
+        t = load_target(name)
+        table.add_row(name, t.device, ", ".join(b.build for b in t.builds),
+                      ", ".join(dict.fromkeys(b.runtime for b in t.builds)),
+                      f"{t.builds[0].latency_budget_ms:g} ms", f"{t.builds[0].min_top1:g}")
+    return (render(table) + f"profiles in {resolve(available()[0]).parent}; use "
+            "--target NAME, or --target FILE.toml for your own")
+
+
 def report_summary(report: dict) -> str:
     from .quantizing.quant_report import summary_lines
     return "\n".join(summary_lines(report))

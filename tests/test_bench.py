@@ -154,3 +154,17 @@ def test_unknown_target_and_runtime(exported):
         session.benchmark(run, runtimes="coreml")
     with pytest.raises(edgetl.RunError, match="edgetl export"):
         session.benchmark(run / "train")
+
+
+def test_the_cli_names_its_version_and_lists_the_shipped_targets():
+    """`edgetl --version` and `edgetl targets`, as a user runs them: every shipped profile with
+    its device and its budgets, read from the profile files themselves."""
+    from conftest import cli as run_cli
+    res = run_cli("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"edgetl {edgetl.__version__}"
+    res = run_cli("targets")
+    assert res.returncode == 0, res.stderr
+    for name in targets.available():
+        t = targets.load_target(name)
+        assert name[:20] in res.stdout and f"{t.builds[0].latency_budget_ms:g} ms" in res.stdout
+    assert "--target FILE.toml" in " ".join(res.stdout.split())
