@@ -497,19 +497,19 @@ class CpuShare:
                 "steal_pct": steal / wall * 100}
 
 
-def wait_idle(seconds: float) -> dict:
+def wait_idle(seconds: float, window: float = 0.25) -> dict:
     """Wait up to `seconds` for other processes to use under IDLE_PCT of a core (sampled in
-    half-second windows); what was seen."""
-    end, share = time.monotonic() + seconds, {}
+    `window`-second windows); what was seen."""
+    end, waited = time.monotonic() + seconds, 0.0
     while True:
-        window = CpuShare()
-        time.sleep(0.25)
-        share = window.result()
-        if not share or share["others_cpu_pct"] < IDLE_PCT or time.monotonic() >= end:
+        sample = CpuShare()
+        time.sleep(window)
+        share = sample.result()
+        idle = bool(share) and share["others_cpu_pct"] < IDLE_PCT
+        if not share or idle or time.monotonic() >= end:
             break
-    return {"waited_s": round(max(0.0, seconds - max(0.0, end - time.monotonic())), 1)
-            if share and share["others_cpu_pct"] >= IDLE_PCT else 0.0,
-            "idle_before": bool(share) and share["others_cpu_pct"] < IDLE_PCT,
+        waited += window
+    return {"waited_s": round(waited, 2), "idle_before": idle,
             "others_cpu_pct_before": share.get("others_cpu_pct")}
 
 
@@ -590,11 +590,11 @@ def end_to_end(model, manifest, folder, runs: int) -> dict | None:
     """Decode + resize + normalize + infer on the bundle's sample image files, as an app pays
     per photo (latency in ms, and the preprocessing's share); None without samples."""
     files = [os.path.join(folder, f) for f in manifest.get("samples", [])]
+    if not files:
+        return None
     try:
         import PIL  # noqa: F401  (image files need Pillow; a device without it times the model)
     except ImportError:
-        return None
-    if not files:
         return None
     total, pre = [], []
     for i in range(max(runs, len(files))):

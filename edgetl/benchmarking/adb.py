@@ -26,16 +26,18 @@ def run_adb(device: Device, model_file: Path, threads, warmup, iters, timeout,
             binary=BENCHMARK_MODEL, extra=()) -> dict:
     """Push the .tflite and run benchmark_model through adb shell; parse its output, with the
     phone's state (load, thermal status, temperatures, battery) read just before."""
-    out, state = "", None
-    for i, cmd in enumerate(adb_steps(device, model_file, threads, warmup, iters, binary,
-                                      extra)):
-        if i == 1:
-            state = phone_state(device, timeout)
-        proc = run_process(cmd, timeout, f"{device}")
-        out = proc.stdout + proc.stderr
-        if proc.returncode or "not found" in out:
-            raise DeviceError(f"{device}: {_adb_reason(out, binary)}")
-    return {**parse_benchmark_model(out), "conditions": state}
+    push, run = adb_steps(device, model_file, threads, warmup, iters, binary, extra)
+    _adb(device, push, timeout, binary)
+    state = phone_state(device, timeout)          # just before the timed runs
+    return {**parse_benchmark_model(_adb(device, run, timeout, binary)), "conditions": state}
+
+
+def _adb(device: Device, cmd: list, timeout, binary: str) -> str:
+    proc = run_process(cmd, timeout, f"{device}")
+    out = proc.stdout + proc.stderr
+    if proc.returncode or "not found" in out:
+        raise DeviceError(f"{device}: {_adb_reason(out, binary)}")
+    return out
 
 
 STATE_SHELL = ("cat /proc/loadavg; dumpsys thermalservice 2>/dev/null; "

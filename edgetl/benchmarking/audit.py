@@ -35,10 +35,7 @@ def conditions_lines(result: dict) -> list:
     rows = [r for r in result["results"] if r.get("conditions_summary")]
     if not rows:
         return ["Conditions: none recorded (emulated or adb rows, or an older runner)."]
-    f = lambda v, fmt=".1f": "-" if v is None else (
-        f"{v[0]:{fmt}}-{v[1]:{fmt}}" if isinstance(v, list) and v and
-        isinstance(v[0], (int, float)) else ", ".join(map(str, v)) if isinstance(v, list)
-        else format(v, fmt) if isinstance(v, (int, float)) else str(v))
+    f = _cell
     lines = ["## Conditions (read on the device in every trial)", "",
              "| build | runtime | load 1 min | others' CPU % | steal % | waited s | CPU MHz | "
              "governor | max temp C | throttled | speed probe us | probe drift % |",
@@ -55,6 +52,17 @@ def conditions_lines(result: dict) -> list:
               "so a slow spell of the machine shows; drift over 10% means the machine changed "
               "speed during the bench."]
     return lines
+
+
+def _cell(value, fmt: str = ".1f") -> str:
+    """A conditions cell: '-', a number, a [low, high] range, or a list of names."""
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)):
+        return format(value, fmt)
+    if isinstance(value, list) and value and isinstance(value[0], (int, float)):
+        return f"{value[0]:{fmt}}-{value[1]:{fmt}}"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def flip_audit(results: list, bundles: dict) -> dict:
