@@ -52,6 +52,7 @@ RUNTIMES = {
     "onnxruntime-tensorrt": Runtime("onnx", "onnxruntime", "onnxruntime",
                                     "TensorrtExecutionProvider", True),
     "tensorrt": Runtime("tensorrt", "tensorrt", "tensorrt", None, True),
+    "executorch": Runtime("executorch", "executorch", "executorch.runtime", None, False),
 }
 
 
@@ -268,6 +269,37 @@ class TensorRTModel:
         return out.cpu().numpy()
 
 
+class ExecuTorchModel:
+    """A .pte program in ExecuTorch's Python runtime (XNNPACK delegate), one image per call as
+    it was exported. The runtime's Python bindings exchange torch tensors, so the executorch
+    package brings torch with it; run.py itself uses numpy."""
+
+    def __init__(self, path, manifest, folder, threads=None, runtime=None, batch=1):
+        try:
+            import torch
+            from executorch import version
+            from executorch.extension.pybindings import portable_lib
+            from executorch.runtime import Runtime
+        except ImportError:
+            raise RuntimeMissing("ExecuTorch is not installed: pip install executorch") from None
+        if batch != 1:
+            raise BundleError(f"{path} was exported at batch 1: run it with --batch 1")
+        if threads:                                  # XNNPACK's own thread pool
+            portable_lib._unsafe_reset_threadpool(threads)
+        self.torch = torch
+        self.method = Runtime.get().load_program(path).load_method("forward")
+        self.batch = 1
+        self.runtime, self.version = "executorch", version.__version__
+        where = manifest.get("executorch") or {}
+        portable = sum((where.get("portable_ops") or {}).values())
+        self.provider = " + ".join([*(where.get("delegate_calls") or {})] + (
+            [f"{portable} portable kernel calls"] if portable else [])) or "portable kernels"
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        run = lambda one: self.method.execute([self.torch.from_numpy(one)])[0].numpy()
+        return np.concatenate([run(x[i:i + 1]) for i in range(x.shape[0])])
+
+
 def _module_from(path: str):
     """A checked bundle file imported by its path (no sys.path entry, no __pycache__ left in
     the bundle, where it would be an unlisted file)."""
@@ -279,7 +311,8 @@ def _module_from(path: str):
     return module
 
 
-LOADERS = {"tflite": TFLiteModel, "onnx": OnnxModel, "tensorrt": TensorRTModel}
+LOADERS = {"tflite": TFLiteModel, "onnx": OnnxModel, "tensorrt": TensorRTModel,
+           "executorch": ExecuTorchModel}
 
 
 def open_model(manifest: dict, folder=HERE, threads=None, runtime=None, batch=1):
@@ -521,7 +554,7 @@ def _read(path: str) -> str:
         return ""
 
 
-def _tool_line(cmd: list) -> str | None:
+def _tool_line(cmd: list):
     """First output line of a device tool (vcgencmd, nvpmodel) where it exists."""
     import shutil
     import subprocess
@@ -586,7 +619,7 @@ def sustained(fn, seconds: float, windows: int = 12, cpus=None) -> list:
     return out
 
 
-def end_to_end(model, manifest, folder, runs: int) -> dict | None:
+def end_to_end(model, manifest, folder, runs: int):
     """Decode + resize + normalize + infer on the bundle's sample image files, as an app pays
     per photo (latency in ms, and the preprocessing's share); None without samples."""
     files = [os.path.join(folder, f) for f in manifest.get("samples", [])]

@@ -47,6 +47,8 @@ def export_summary(manifest: dict) -> str:
              "near-ties the gate leaves out (decided)")
     if manifest["eval_split"] == "val":
         text += "\n" + NOT_HELD_OUT
+    text += "".join(f"\n{a['name']}: {delegation_text(a['delegation'])}"
+                    for a in manifest["artifacts"] if a.get("delegation"))
     q = manifest.get("quantization")
     if q:
         from .quantizing.decision import evidence_text
@@ -58,6 +60,15 @@ def export_summary(manifest: dict) -> str:
                                                if q.get("shipped_step") else "")
                  + f"; float blocks: {', '.join(q['float_blocks']) or 'none'}")
     return text
+
+
+def delegation_text(d: dict) -> str:
+    """Where an ExecuTorch program runs: all in its delegate, or which ops stay portable."""
+    where = ", ".join(d["delegate_calls"]) or "no delegate"
+    if d["fully_delegated"]:
+        return f"fully delegated to {where}"
+    left = ", ".join(f"{op} x{n}" for op, n in sorted(d["portable_ops"].items()))
+    return f"NOT fully delegated: {where}, and on portable kernels {left}"
 
 
 def targets_summary() -> str:

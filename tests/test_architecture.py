@@ -19,6 +19,23 @@ def test_imports_flow_down_the_stages():
     assert "0 broken" in res.stdout
 
 
+# What ships to devices runs on their Pythons, edgetl itself needs 3.11: JetPack 5 has 3.8,
+# JetPack 6 3.10, Raspberry Pi OS Bookworm 3.11. vermin reads the syntax and library calls.
+DEVICE_PYTHON = "3.8"
+SHIPPED = ("bundle_runner.py", "exporting/build_engine.py")
+
+
+def test_what_ships_to_devices_runs_on_python_3_8():
+    vermin = shutil.which("vermin", path=str(Path(sys.executable).parent)) or \
+        shutil.which("vermin")
+    assert vermin, "vermin is a test dependency: pip install -e '.[test]'"
+    res = subprocess.run([vermin, "--no-tips", "--eval-annotations", "--feature",
+                          "union-types", f"-t={DEVICE_PYTHON}-", "--violations",
+                          *[str(PACKAGE / f) for f in SHIPPED]],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]
+
+
 def test_no_module_is_longer_than_a_reader_can_hold():
     long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
             if p.name not in STANDALONE and (n := len(p.read_text().splitlines())) > 300}

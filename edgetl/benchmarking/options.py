@@ -16,7 +16,7 @@ class BenchOptions:
                                 "threads, device and budgets; ends with a pass/fail verdict",
                                 kind=str, unset="none: every build, no verdict")
     runtimes: str | None = option(None, "runtimes, comma-separated: onnxruntime, litert, "
-                                  "tflite-runtime, tensorrt, torch, ...", kind=str,
+                                  "tflite-runtime, executorch, tensorrt, torch, ...", kind=str,
                                   unset="every one installed")
     threads: int | None = option(None, "threads of the runtime", kind=int, low=1, high=1024,
                                  unset="the profile's, else all usable cores")

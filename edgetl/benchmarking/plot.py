@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..core.files import atomic_write  # noqa: E402
 
-MARKERS = {"onnxruntime": "o", "litert": "s", "tflite-runtime": "D", "tensorrt": "^",
+MARKERS = {"onnxruntime": "o", "litert": "s", "tflite-runtime": "D", "tensorrt": "^", "executorch": "P",
            "torch": "x"}
 
 

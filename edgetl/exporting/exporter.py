@@ -185,7 +185,8 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
         images, labels, reference.argmax(-1), ref["fp32"], paths), bundle_size)
     result = BuildResult(build.name, build.format, build.precision, build.variant,
                          f"export/{build.name}/{bundle['model_file']}", len(data),
-                         bundle["sha256"][bundle["model_file"]])
+                         bundle["sha256"][bundle["model_file"]],
+                         delegation=bundle.get("executorch"))
     if not FORMATS[build.format].runs_here():
         result.tensorrt_ready = True
         result.parity = {"reference": f"torch-{build.precision}", "note": "not checked here "

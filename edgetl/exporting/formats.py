@@ -1,7 +1,7 @@
 """The format table: one entry per deployable format, read by export (how to build it from the
 converted graph), the bundle (its file name, I/O description and extras), the runner's planning
 (which runtimes run it) and the bench (which devices take it). Adding a format is one module
-that builds its bytes plus one entry here; tests/test_formats.py walks the table.
+that builds its bytes plus one entry here (ExecuTorch is the latest); tests/test_formats.py walks the table.
 
 Converters import their heavy libraries (litert-torch, onnx) only when they run."""
 from dataclasses import dataclass, field
@@ -27,6 +27,11 @@ def _onnx_graph(source, build, spec, meta) -> bytes:
 def _tflite_graph(source, build, spec, meta) -> bytes:
     from . import tflite
     return tflite.convert(source, build.precision, spec.img_size, build_layout(build))
+
+
+def _executorch_graph(source, build, spec, meta) -> bytes:
+    from . import executorch
+    return executorch.lower(source, build.precision, spec.img_size, meta)
 
 
 def _onnx_file(graph: bytes, build, meta) -> bytes:
@@ -58,6 +63,12 @@ def _float_io(build, model_path, spec) -> tuple:
              "quantization": None})
 
 
+def _batch_one_io(build, model_path, spec) -> tuple:
+    """(input, output) of a program exported at batch 1 (ExecuTorch)."""
+    inp, out = _float_io(build, model_path, spec)
+    return {**inp, "shape": [1] + inp["shape"][1:]}, {**out, "shape": [1] + out["shape"][1:]}
+
+
 def _tflite_io(build, model_path, spec) -> tuple:
     """(input, output) read from the .tflite file itself (int8 I/O carries its scales)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -83,6 +94,12 @@ def _tensorrt_extras(folder, build, spec, meta) -> dict:
                                                     spec.img_size, floats)}
 
 
+def _executorch_extras(folder, build, spec, meta) -> dict:
+    """What XNNPACK runs and what stays on portable kernels, read from the program."""
+    from . import executorch
+    return {"executorch": executorch.delegation((folder / model_file(build)).read_bytes())}
+
+
 def _tensorrt_here() -> bool:
     from . import tensorrt
     return tensorrt.available()
@@ -103,6 +120,7 @@ class Format:
     runs_here: Callable = lambda: True   # can the export check it on this machine?
     needs_gpu: bool = False           # an emulated CPU cannot run it
     benchmark_model: bool = False     # LiteRT's benchmark_model (adb phones) times it
+    package: tuple = ()               # (module, pip requirement) the export needs beyond edgetl's
 
     @property
     def runtimes(self) -> tuple:
@@ -118,7 +136,20 @@ FORMATS = {f.name: f for f in (
     Format("tensorrt", ".onnx", ("fp16", "int8"), _onnx_graph, "onnx", _tensorrt_file,
            extras=_tensorrt_extras, file_per_precision=True, runs_here=_tensorrt_here,
            needs_gpu=True),
+    Format("executorch", ".pte", ("fp32", "fp16", "int8"), _executorch_graph, "executorch",
+           lambda graph, build, meta: graph, io=_batch_one_io, extras=_executorch_extras,
+           package=("executorch.exir", "edgetl[executorch]")),
 )}
+
+
+def missing_package(fmt_name: str) -> str:
+    """The pip requirement a format's export lacks here, or ''."""
+    import importlib.util
+    package = FORMATS[fmt_name].package
+    try:
+        return package[1] if package and importlib.util.find_spec(package[0]) is None else ""
+    except ModuleNotFoundError:             # its parent package is missing too
+        return package[1]
 
 
 def build_layout(build) -> str:

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass
 from ..core.errors import ConfigError
 from ..core.options import check, option
 from .builds import PRECISIONS, plan
-from .formats import FORMATS
+from .formats import FORMATS, missing_package
 from ..quantizing.quantize import OBSERVERS, WEIGHT_RANGES
 
 
@@ -49,7 +49,10 @@ class ExportOptions:
         object.__setattr__(self, "float_blocks", tuple(b.strip() for b in blocks if b.strip()))
 
     def validate(self) -> "ExportOptions":
-        self.builds()
+        for fmt in sorted({b.format for b in self.builds()}):
+            if missing_package(fmt):
+                raise ConfigError(f"--formats {fmt}: its exporter is not installed; pip "
+                                  f"install '{missing_package(fmt)}'")
         check(self)
         if self.calib_manifest and self.calib_size:
             raise ConfigError("--calib-manifest and --calib-size: the manifest fixes the set; "

@@ -22,6 +22,7 @@ class BuildResult:
     drop_points: float | None = None  # int8: held-out points below the fp32 reference
     top1: dict | None = None          # held-out top-1 with n and its 95% interval
     paired: dict | None = None        # int8: lost/gained against fp32 on the same images
+    delegation: dict | None = None    # ExecuTorch: delegate calls and ops on portable kernels
 
     ALWAYS = ("name", "format", "precision", "variant", "path", "size_bytes", "sha256",
               "parity", "test_top1")
