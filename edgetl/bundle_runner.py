@@ -225,48 +225,114 @@ def engine_cache_dir() -> str:
                           os.path.join(os.path.expanduser("~"), ".cache", "edgetl", "engines"))
 
 
+CUDART = ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0")
+HOST_TO_DEVICE, DEVICE_TO_HOST = 1, 2          # cudaMemcpyKind
+
+
+def _cudart():
+    """libcudart through ctypes, as TensorRT's own Polygraphy does: no PyTorch on the device."""
+    import ctypes
+    for name in CUDART:
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        p, n = ctypes.c_void_p, ctypes.c_size_t
+        for fn, args in (("cudaMalloc", [ctypes.POINTER(p), n]), ("cudaFree", [p]),
+                         ("cudaMemcpyAsync", [p, p, n, ctypes.c_int, p]),
+                         ("cudaStreamCreate", [ctypes.POINTER(p)]),
+                         ("cudaStreamSynchronize", [p]),
+                         ("cudaGetDeviceCount", [ctypes.POINTER(ctypes.c_int)])):
+            getattr(lib, fn).argtypes = args
+        return lib
+    return None
+
+
+def cuda_devices() -> int:
+    """CUDA GPUs here (0 without libcudart or a driver)."""
+    import ctypes
+    lib, count = _cudart(), ctypes.c_int(0)
+    return count.value if lib is not None and lib.cudaGetDeviceCount(ctypes.byref(count)) == 0 \
+        else 0
+
+
+class CudaBuffers:
+    """Device buffers and a stream for one engine's input and output, by shape."""
+
+    def __init__(self):
+        import ctypes
+        self.ctypes, self.lib = ctypes, _cudart()
+        if self.lib is None:
+            raise RuntimeMissing(f"libcudart not found ({', '.join(CUDART)}): JetPack ships "
+                                 "it in /usr/local/cuda/lib64 (add it to LD_LIBRARY_PATH)")
+        self.stream, self.buffers = ctypes.c_void_p(), {}
+        self._check(self.lib.cudaStreamCreate(ctypes.byref(self.stream)), "cudaStreamCreate")
+
+    def _check(self, status: int, what: str) -> None:
+        if status != 0:
+            raise BundleError(f"CUDA {what} failed (cudaError {status})")
+
+    def device(self, key: str, nbytes: int):
+        """A device buffer of at least `nbytes` for `key` (kept for the next call)."""
+        held = self.buffers.get(key)
+        if held is None or held[1] < nbytes:
+            if held is not None:
+                self.lib.cudaFree(held[0])
+            ptr = self.ctypes.c_void_p()
+            self._check(self.lib.cudaMalloc(self.ctypes.byref(ptr), nbytes), "cudaMalloc")
+            self.buffers[key] = held = (ptr, nbytes)
+        return held[0]
+
+    def copy(self, dst, src, nbytes: int, kind: int) -> None:
+        self._check(self.lib.cudaMemcpyAsync(dst, src, nbytes, kind, self.stream),
+                    "cudaMemcpyAsync")
+
+    def sync(self) -> None:
+        self._check(self.lib.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+
+
 class TensorRTModel:
-    """A TensorRT engine run through the TensorRT Python API with CUDA buffers from PyTorch.
+    """A TensorRT engine run through the TensorRT Python API, its buffers through libcudart.
     Engines are built once per (ONNX sha256, TensorRT version, GPU) by the bundle's
     build_engine.py and kept in a cache folder on the device, written atomically."""
 
     def __init__(self, path, manifest, folder, threads=None, runtime=None, batch=1):
         try:
             import tensorrt as trt
-            import torch
         except ImportError:
-            raise RuntimeMissing("TensorRT needs the tensorrt package and PyTorch with CUDA "
-                                 "(JetPack ships both)") from None
+            raise RuntimeMissing("TensorRT's Python package is not installed (JetPack ships "
+                                 "python3-libnvinfer; elsewhere pip install tensorrt)") from None
+        self.cuda = CudaBuffers()
         build_engine = _module_from(os.path.join(folder, "build_engine.py"))
         settings = os.path.join(folder, "build_settings.json")
         try:
-            engine_path = build_engine.cached_or_build(path, settings, engine_cache_dir())
+            engine_path = build_engine.cached_or_build(folder, settings, engine_cache_dir())
         except build_engine.EngineBuildError as e:
             raise BundleError(str(e)) from None
-        self.trt, self.torch = trt, torch
-        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         with open(engine_path, "rb") as f:
-            self.engine = runtime.deserialize_cuda_engine(f.read())
+            self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(
+                f.read())
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = lambda n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT
         self.inp = next(n for n in names if is_input(n))
         self.out = next(n for n in names if not is_input(n))
-        self.stream = torch.cuda.Stream()
+        self.out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.out)))
         self.runtime, self.version, self.provider = "tensorrt", trt.__version__, "GPU"
         self.engine_file = engine_path
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        xin = torch.from_numpy(x).cuda()
-        self.context.set_input_shape(self.inp, tuple(xin.shape))
-        out = torch.empty(tuple(self.context.get_tensor_shape(self.out)), device="cuda",
-                          dtype=xin.dtype)
-        self.context.set_tensor_address(self.inp, xin.data_ptr())
-        self.context.set_tensor_address(self.out, out.data_ptr())
-        self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return out.cpu().numpy()
+        x = np.ascontiguousarray(x)
+        self.context.set_input_shape(self.inp, tuple(x.shape))
+        y = np.empty(tuple(self.context.get_tensor_shape(self.out)), self.out_dtype)
+        d_in, d_out = self.cuda.device("in", x.nbytes), self.cuda.device("out", y.nbytes)
+        self.cuda.copy(d_in, x.ctypes.data, x.nbytes, HOST_TO_DEVICE)
+        self.context.set_tensor_address(self.inp, d_in.value)
+        self.context.set_tensor_address(self.out, d_out.value)
+        self.context.execute_async_v3(self.cuda.stream.value)
+        self.cuda.copy(y.ctypes.data, d_out, y.nbytes, DEVICE_TO_HOST)
+        self.cuda.sync()
+        return y
 
 
 class ExecuTorchModel:

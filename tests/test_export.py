@@ -107,6 +107,51 @@ def test_qdq_onnx_is_symmetric_and_tensorrt_ready(exported):
     assert json.loads((trt / "build_settings.json").read_text())["explicit_quantization"]
 
 
+def test_tensorrt_bundles_build_on_tensorrt_10_and_11_from_files_checked_here(exported,
+                                                                             tmp_path):
+    """TensorRT is not here: each ONNX file a TensorRT bundle builds from is checked in
+    onnxruntime with the gates of every build, and only then stamped ready."""
+    from edgetl.exporting import build_engine
+    run, manifest = exported
+    for name, strong_file in (("tensorrt-fp16", "model.fp16.onnx"),
+                              ("tensorrt-int8", "model.int8.fp16.onnx")):
+        folder, a = run / "export" / name, _artifact(manifest, name)
+        bundle = json.loads((folder / "manifest.json").read_text())
+        lines = json.loads((folder / "build_settings.json").read_text())["tensorrt"]
+        assert not lines["11"]["builder_flags"] and lines["11"]["strongly_typed"]
+        assert lines["11"]["onnx"] == strong_file and strong_file in bundle["sha256"]
+        assert lines["10"]["onnx"] == bundle["model_file"] and "FP16" in \
+            lines["10"]["builder_flags"]
+        assert build_engine.line_for({"tensorrt": lines}, "10.3.0") == lines["10"]
+        assert build_engine.line_for({"tensorrt": lines}, "8.6.1") == lines["10"]
+        assert build_engine.line_for({"tensorrt": lines}, "11.4.0") == lines["11"]
+        files = a["parity"]["files"]
+        assert set(files) == {lines["10"]["onnx"], lines["11"]["onnx"]}
+        assert all(f["passed"] and f["held_out_top1"] is not None for f in files.values()), files
+        assert a["tensorrt_ready"] is True and a["runtime"] == "onnxruntime (stand-in)"
+        model = onnx.load(str(folder / strong_file))
+        onnx.checker.check_model(model)
+        floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16}
+        kinds = {i.data_type for i in model.graph.initializer} & floats
+        assert kinds == {onnx.TensorProto.FLOAT16}      # every float tensor at fp16
+        assert onnx_export.tensorrt_readiness(model.SerializeToString()) == []
+    int8 = onnx.load(str(run / "export" / "tensorrt-int8" / "model.int8.fp16.onnx"))
+    assert max(o.version for o in int8.opset_import if o.domain in ("", "ai.onnx")) >= 19
+    assert int8.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    # trtexec.sh by hand: a trtexec on PATH that prints what it was given
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "trtexec").write_text("#!/bin/sh\necho \"$@\"\n")
+    (shim / "trtexec").chmod(0o755)
+    env = {"PATH": f"{shim}:/usr/bin:/bin"}
+    said = {v: subprocess.run(["sh", "trtexec.sh", v], cwd=run / "export" / "tensorrt-int8",
+                              capture_output=True, text=True, env=env).stdout
+            for v in ("10", "11")}
+    assert "--onnx=model.int8.onnx " in said["10"] and "--int8 --fp16" in said["10"]
+    assert "--onnx=model.int8.fp16.onnx " in said["11"] and "--int8" not in said["11"] \
+        and "--fp16" not in said["11"]
+
+
 def test_tensorrt_readiness_rejects_asymmetric_quantization(exported):
     run, manifest = exported
     model = onnx.load_from_string((run / _artifact(manifest, "tensorrt-int8")["path"])

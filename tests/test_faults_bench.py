@@ -171,28 +171,33 @@ class FakeTensorRT:
 
 def test_tensorrt_engines_are_built_once_and_rebuilt_when_their_inputs_change(tmp_path,
                                                                             monkeypatch):
+    from edgetl.exporting import tensorrt
     onnx_file = tmp_path / "model.int8.onnx"
     onnx_file.write_bytes(b"onnx-1")
+    (tmp_path / "model.int8.fp16.onnx").write_bytes(b"onnx-fp16-parts")
     settings = tmp_path / "build_settings.json"
-    settings.write_text(json.dumps({"precision": "int8", "img_size": 32}))
+    settings.write_text(json.dumps(tensorrt.settings("int8", 32, onnx_file.name)))
     builds = []
     monkeypatch.setitem(sys.modules, "tensorrt", FakeTensorRT)
     monkeypatch.setattr(build_engine, "serialize",
                         lambda path, s: builds.append(path) or b"plan-%d" % len(builds))
     cache = tmp_path / "engines"
-    first = build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
-    again = build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
-    assert first == again and len(builds) == 1
+    build = lambda: build_engine.cached_or_build(str(tmp_path), str(settings), str(cache))
+    first, again = build(), build()
+    assert first == again and builds == [str(onnx_file)]
     onnx_file.write_bytes(b"onnx-2")                              # another export
-    other = build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
+    other = build()
     assert other != first and len(builds) == 2
     monkeypatch.setattr(FakeTensorRT, "__version__", "10.4.0")    # TensorRT upgraded
-    build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
+    build()
     assert len(builds) == 3
+    monkeypatch.setattr(FakeTensorRT, "__version__", "11.4.0")    # strongly typed: fp16 parts
+    build()
+    assert builds[-1] == str(tmp_path / "model.int8.fp16.onnx")
     assert not [p for p in cache.iterdir() if ".tmp" in p.name]
     cache.chmod(0o777)                                            # a cache others may write
     with pytest.raises(build_engine.EngineBuildError, match="others may write to it"):
-        build_engine.cached_or_build(str(onnx_file), str(settings), str(cache))
+        build()
 
 
 def test_sigterm_stops_a_bench_within_seconds_and_leaves_no_runner(exported, tmp_path):

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
@@ -70,9 +71,8 @@ def test_float_blocks_are_carried_into_every_format(exported, tmp_path):
                       float_blocks="features.1", max_int8_drop=None, qat_epochs=0.5,
                       bundle_size=12)
     assert m["quantization"]["float_blocks"] == ["features.1"]
-    for a in m["artifacts"]:
-        if a["format"] != "tensorrt":
-            assert a["parity"]["passed"], a
+    for a in m["artifacts"]:                  # TensorRT's two files: checked in onnxruntime
+        assert a["parity"]["passed"], a
     tfl = tflite_graph.op_inventory((run / _artifact(m, "tflite-int8")["path"]).read_bytes())
     assert tfl["float_ops"].get("CONV_2D", 0) + tfl["float_ops"].get("DEPTHWISE_CONV_2D", 0) \
         == 2                                  # features.1: a depthwise and a 1x1 conv
@@ -84,6 +84,11 @@ def test_float_blocks_are_carried_into_every_format(exported, tmp_path):
     assert len(float_conv_weights) == 2       # no Q/DQ around the float block's weights
     settings = json.loads((run / "export" / "tensorrt-int8" / "build_settings.json").read_text())
     assert settings["float_blocks"] == ["features.1"]
+    strong = onnx.load(str(run / "export" / "tensorrt-int8" / "model.int8.fp16.onnx"))
+    inits = {i.name: numpy_helper.to_array(i) for i in strong.graph.initializer}
+    fp16_convs = [n for n in strong.graph.node if n.op_type == "Conv"
+                  and n.input[1] in inits and inits[n.input[1]].dtype == np.float16]
+    assert len(fp16_convs) == 2               # TensorRT 11: the float block runs at fp16
 
 
 def test_an_unknown_float_block_is_one_line(exported, tmp_path):

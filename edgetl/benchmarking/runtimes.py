@@ -2,7 +2,7 @@
 PyTorch baseline, which only the workstation runs; and whether each is installed here."""
 import importlib.util
 
-from ..bundle_runner import RUNTIMES, runtimes_for
+from ..bundle_runner import RUNTIMES, cuda_devices, runtimes_for
 
 TORCH = "torch"                        # the eager PyTorch baseline row (not a bundle runtime)
 NAMES = tuple(RUNTIMES) + (TORCH,)
@@ -22,7 +22,6 @@ def installed(name: str) -> bool:
     if rt.provider:
         import onnxruntime
         return rt.provider in onnxruntime.get_available_providers()
-    if rt.cuda:                                 # the runner's CUDA buffers come from PyTorch
-        import torch
-        return torch.cuda.is_available()
+    if rt.cuda:                                 # the runner's CUDA buffers: libcudart
+        return cuda_devices() > 0
     return True

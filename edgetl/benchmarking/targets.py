@@ -7,6 +7,7 @@ from pathlib import Path
 from ..core.errors import ConfigError
 from ..core.names import check_number
 from ..exporting.builds import Build
+from ..exporting.formats import missing_package
 from . import runtimes
 from .devices import parse_device
 
@@ -18,7 +19,7 @@ KEYS = {"name": str, "description": str, "device": str, "python": str, "img_size
         "peak_int8_gops": (int, float), "peak_source": str, "emulated_cpu": str,
         "benchmark_model_flags": list, "builds": list}
 BUILD_KEYS = {"build": str, "runtime": str, "latency_budget_ms": (int, float),
-              "min_top1": (int, float)}
+              "min_top1": (int, float), "optional": bool}
 
 
 @dataclass
@@ -27,6 +28,7 @@ class TargetBuild:
     runtime: str
     latency_budget_ms: float
     min_top1: float
+    optional: bool = False          # left out where its exporter is not installed
 
     @property
     def format(self) -> str:
@@ -53,6 +55,7 @@ class Target:
     emulated_cpu: str = ""                 # qemu -cpu of an emulated device: the board's core
     benchmark_model_flags: tuple = ()      # extra flags for benchmark_model on an adb device
     builds: list = field(default_factory=list)
+    left_out: list = field(default_factory=list)   # (optional build, the pip install it needs)
 
     @property
     def formats(self) -> str:
@@ -113,7 +116,10 @@ def load_target(name_or_path) -> Target:
         if getattr(target, key) is not None:
             check_number(key, getattr(target, key), float, 0, high, key != "max_int8_drop",
                          str(path))
-    target.builds = [_build(b, raw, path, i) for i, b in enumerate(raw["builds"])]
+    builds = [_build(b, raw, path, i) for i, b in enumerate(raw["builds"])]
+    target.left_out = [(b, missing_package(b.format)) for b in builds
+                       if b.optional and missing_package(b.format)]
+    target.builds = [b for b in builds if b not in [lo for lo, _ in target.left_out]]
     parse_device(target.device, where=f"{path}: 'device'")
     return target
 
@@ -127,7 +133,8 @@ def _build(entry, raw, path, i) -> TargetBuild:
         raise ConfigError(f"{path}: {where} needs 'build' and 'runtime'")
     build = TargetBuild(entry["build"], entry["runtime"],
                         float(entry.get("latency_budget_ms", raw["latency_budget_ms"])),
-                        float(entry.get("min_top1", raw["min_top1"])))
+                        float(entry.get("min_top1", raw["min_top1"])),
+                        entry.get("optional", False))
     parsed = Build.parse(build.build)
     if parsed is None:
         raise ConfigError(f"{path}: {where}.build '{build.build}' is not a build name "
@@ -148,6 +155,6 @@ def _check_keys(table: dict, allowed: dict, path, prefix: str) -> None:
             raise ConfigError(f"{path}: unknown key '{prefix}{key}'; allowed: "
                               f"{', '.join(allowed)}")
         kind = allowed[key]
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             want = kind.__name__ if isinstance(kind, type) else "number"
             raise ConfigError(f"{path}: '{prefix}{key}' must be a {want} (got {value!r})")

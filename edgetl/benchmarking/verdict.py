@@ -47,7 +47,10 @@ def verdict(results: list, target, allow_inconclusive: bool = False,
             continue
         checks.append(_check(row, b, allow_inconclusive))
     return {"passed": all(c["passed"] for c in checks), "checks": checks,
-            "allow_inconclusive": allow_inconclusive}
+            "allow_inconclusive": allow_inconclusive,
+            "left_out": [{"build": b.build, "runtime": b.runtime, "reason": "optional; its "
+                          f"exporter is not installed here (pip install '{need}')"}
+                         for b, need in target.left_out]}
 
 
 def _check(row: dict, b, allow_inconclusive: bool) -> dict:
@@ -83,6 +86,8 @@ def verdict_text(result) -> str:
     lines = [f"target {result['target']['name']}: {'PASS' if v['passed'] else 'FAIL'}"]
     lines += [f"  {mark[c.get('outcome', PASS if c['passed'] else FAIL)]} {c['build']} "
               f"({c['runtime']}): {c['reason']}" for c in v["checks"]]
+    lines += [f"  --   {c['build']} ({c['runtime']}): {c['reason']}"
+              for c in v.get("left_out", [])]
     if any(c.get("outcome") == INCONCLUSIVE for c in v["checks"]):
         lines.append("  ?? inconclusive: " + ("allowed (--allow-inconclusive)"
                                               if v.get("allow_inconclusive")

@@ -3,12 +3,14 @@
 
   python3 build_engine.py            reads build_settings.json, writes model.<precision>.plan
 
-Uses the TensorRT Python API (8.6 or 10.x, as on JetPack 6): explicit quantization from the QDQ
-ONNX for int8, an optimization profile over the batch dimension. The bundle runner calls
-`cached_or_build`: one engine per (ONNX sha256, TensorRT version, GPU), kept in a cache folder and
-written atomically, so a bench builds it once and every trial reuses it.
+Uses the TensorRT Python API and chooses by its major version (build_settings.json has one entry
+per line): TensorRT 8.6/10 (JetPack 6) builds with precision flags from the ONNX file with fp32
+float parts; TensorRT 11 (strongly typed: no precision flags) from the file whose float parts are
+fp16. int8 is explicit quantization from the QDQ nodes either way; an optimization profile spans
+the batch dimension. The bundle runner calls `cached_or_build`: one engine per (ONNX sha256,
+TensorRT version, GPU), kept in a cache folder and written atomically, so a bench builds it once
+and every trial reuses it. Needs what JetPack ships: TensorRT's Python package and libcudart.
 """
-import glob
 import hashlib
 import json
 import os
@@ -37,20 +39,35 @@ def _write_atomically(path, data: bytes) -> None:
 
 
 def _gpu_name() -> str:
-    try:
-        import torch
-        return torch.cuda.get_device_name(0)
-    except Exception:                       # no torch or no CUDA: the key just omits it
-        return "unknown"
+    """The GPU's compute capability through libcudart (what TensorRT itself loads)."""
+    import ctypes
+    for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"):
+        try:
+            cudart = ctypes.CDLL(name)
+        except OSError:
+            continue
+        major, minor = ctypes.c_int(), ctypes.c_int()
+        if cudart.cudaDeviceGetAttribute(ctypes.byref(major), 75, 0) == 0 and \
+                cudart.cudaDeviceGetAttribute(ctypes.byref(minor), 76, 0) == 0:
+            return f"sm_{major.value}{minor.value}"     # 75, 76: compute capability
+    return "unknown"
+
+
+def line_for(s: dict, version: str) -> dict:
+    """The settings of the TensorRT line `version` belongs to: 11 and later strongly typed,
+    earlier ones with precision flags."""
+    return s["tensorrt"]["11" if int(version.split(".")[0]) >= 11 else "10"]
 
 
 def serialize(onnx_path: str, s: dict) -> bytes:
     import tensorrt as trt
+    line = line_for(s, trt.__version__)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
-        flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    for name in ("EXPLICIT_BATCH", "STRONGLY_TYPED" if line["strongly_typed"] else ""):
+        if hasattr(trt.NetworkDefinitionCreationFlag, name):     # gone where it is the default
+            flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     with open(onnx_path, "rb") as f:
@@ -59,7 +76,7 @@ def serialize(onnx_path: str, s: dict) -> bytes:
             raise EngineBuildError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, s["workspace_mb"] << 20)
-    for flag in s["builder_flags"]:
+    for flag in line["builder_flags"]:
         config.set_flag(getattr(trt.BuilderFlag, flag))
     profile = builder.create_optimization_profile()
     shape = lambda b: (b, 3, s["img_size"], s["img_size"])
@@ -82,12 +99,13 @@ def _check_owner(path: str) -> None:
                                "not loading it; set EDGETL_ENGINE_CACHE to a folder of your own")
 
 
-def cached_or_build(onnx_path: str, settings_path: str, cache_dir: str) -> str:
-    """Path of the engine for this ONNX file, TensorRT version and GPU: reused when its record
-    matches, else built now and written atomically."""
+def cached_or_build(folder: str, settings_path: str, cache_dir: str) -> str:
+    """Path of the engine for the bundle's ONNX file of this TensorRT version, and this GPU:
+    reused when its record matches, else built now and written atomically."""
     import tensorrt as trt
     with open(settings_path) as f:
         s = json.load(f)
+    onnx_path = os.path.join(folder, line_for(s, trt.__version__)["onnx"])
     record = {"onnx_sha256": _sha256(onnx_path), "tensorrt_version": trt.__version__,
               "gpu": _gpu_name(), "settings": s}
     key = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
@@ -107,15 +125,16 @@ def cached_or_build(onnx_path: str, settings_path: str, cache_dir: str) -> str:
 
 
 if __name__ == "__main__":
+    import tensorrt
     here = os.path.dirname(os.path.abspath(__file__))
-    onnx_files = sorted(glob.glob(os.path.join(here, "*.onnx")))
-    if not onnx_files:
-        sys.exit("no .onnx file next to build_engine.py")
     with open(os.path.join(here, "build_settings.json")) as f:
         settings = json.load(f)
+    source = os.path.join(here, line_for(settings, tensorrt.__version__)["onnx"])
+    if not os.path.isfile(source):
+        sys.exit(f"{source} not found: copy the bundle again from RUN/export/")
     out = os.path.join(here, f"model.{settings['precision']}.plan")
     try:
-        _write_atomically(out, serialize(onnx_files[0], settings))
+        _write_atomically(out, serialize(source, settings))
     except EngineBuildError as e:
         sys.exit(str(e))
     print(out)

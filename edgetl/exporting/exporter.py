@@ -177,7 +177,7 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
     """Build, bundle and check one build; `held_out`: (images, labels, reference logits by
     precision, files, agreement set), the agreement set being (more images, their reference
     logits by precision) on which parity is checked too, or None."""
-    images, labels, ref, paths, agreement_set = held_out
+    images, labels, ref, paths, _ = held_out
     data = model_bytes(build, source, spec, meta, graphs)
     reference = ref["int8" if build.precision == "int8" else "fp32"]
     folder = work.bundle(build.name)
@@ -187,31 +187,68 @@ def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
                          f"export/{build.name}/{bundle['model_file']}", len(data),
                          bundle["sha256"][bundle["model_file"]],
                          delegation=bundle.get("executorch"))
-    if not FORMATS[build.format].runs_here():
-        result.tensorrt_ready = True
-        result.parity = {"reference": f"torch-{build.precision}", "note": "not checked here "
-                         "(no runtime for it on this machine): checked on the device"}
-        return result
-    try:
-        model = bundle_runner.open_model(bundle, str(folder))
-    except bundle_runner.BundleError as e:
-        raise RunError(f"{build.name}: cannot be run here: {e}") from None
-    logits = bundle_runner.predict(model, images, bundle)
-    held_out_top1 = top1(logits, labels)
+    fmt = FORMATS[build.format]
+    if not fmt.runs_here():
+        return _stand_in_checks(result, fmt, bundle, folder, held_out, build.precision) \
+            if fmt.stand_ins else _unchecked(result)
+    model = _open(bundle, folder, build.name)
+    logits, result.parity = _parity(model, bundle, held_out, build.precision)
+    held_out_top1 = top1(logits[:len(labels)], labels)
     on_bundle_set = bundle_runner.evaluate(model, bundle, str(folder))
     bundle.update(eval_top1=on_bundle_set["top1"], eval_n=on_bundle_set["n"],
                   held_out_top1=held_out_top1)
     documents.write(folder / "manifest.json", "bundle", bundle)
     result.test_top1, result.runtime, result.runtime_version = held_out_top1, model.runtime, \
         model.version
-    result.held_out_predictions = logits.argmax(-1).tolist()
+    result.held_out_predictions = logits[:len(labels)].argmax(-1).tolist()
+    return result
+
+
+def _open(bundle, folder, name):
+    try:
+        return bundle_runner.open_model(bundle, str(folder))
+    except bundle_runner.BundleError as e:
+        raise RunError(f"{name}: cannot be run here: {e}") from None
+
+
+def _parity(model, bundle, held_out, precision) -> tuple:
+    """(logits on the held-out images, then the agreement set's; the parity record)."""
+    images, labels, ref, _, agreement_set = held_out
+    reference = ref["int8" if precision == "int8" else "fp32"]
+    logits = bundle_runner.predict(model, images, bundle)
     if agreement_set is not None:
         more, more_ref = agreement_set
         logits = np.concatenate([logits, bundle_runner.predict(model, more, bundle)])
-        reference = np.concatenate([reference, more_ref[build.precision]])
-    result.parity = {**parity.check(logits, reference, build.precision),
-                     "images": len(logits), "on": "held-out + validation"
-                     if agreement_set is not None else "held-out"}
+        reference = np.concatenate([reference, more_ref[precision]])
+    return logits, {**parity.check(logits, reference, precision), "images": len(logits),
+                    "on": "held-out + validation" if agreement_set is not None
+                    else "held-out"}
+
+
+def _unchecked(result):
+    result.parity = {"reference": f"torch-{result.precision}", "note": "not checked here "
+                     "(no runtime for it on this machine): checked on the device"}
+    return result
+
+
+def _stand_in_checks(result, fmt, bundle, folder, held_out, precision):
+    """A format whose runtime is not here (TensorRT): each file it is built from, checked in
+    onnxruntime with the same gates; ready only if every one passed."""
+    labels, files = held_out[1], {}
+    for name, manifest in fmt.stand_ins(bundle):
+        model = _open(manifest, folder, f"{result.name} ({name})")
+        logits, files[name] = _parity(model, manifest, held_out, precision)
+        files[name]["held_out_top1"] = top1(logits[:len(labels)], labels)
+        if name == bundle["model_file"]:
+            result.test_top1 = files[name]["held_out_top1"]
+            result.held_out_predictions = logits[:len(labels)].argmax(-1).tolist()
+            result.runtime, result.runtime_version = "onnxruntime (stand-in)", model.version
+    first = files[bundle["model_file"]]
+    result.parity = {**first, "passed": all(f["passed"] for f in files.values()),
+                     "decided_agreement": min(f["decided_agreement"] for f in files.values()),
+                     "files": files, "note": f"{fmt.name} is not here: each ONNX file it is "
+                     "built from checked in onnxruntime instead"}
+    result.tensorrt_ready = result.parity["passed"]
     return result
 
 

@@ -48,9 +48,8 @@ def _tflite_file(graph: bytes, build, meta) -> bytes:
 
 
 def _tensorrt_file(graph: bytes, build, meta) -> bytes:
-    if build.precision == "int8":
-        from . import onnx as onnx_export
-        onnx_export.check_tensorrt_ready(graph, f"{build.name} (QDQ ONNX)")
+    from . import onnx as onnx_export
+    onnx_export.check_tensorrt_ready(graph, f"{build.name} ({model_file(build)})")
     return graph
 
 
@@ -100,6 +99,12 @@ def _executorch_extras(folder, build, spec, meta) -> dict:
     return {"executorch": executorch.delegation((folder / model_file(build)).read_bytes())}
 
 
+def _tensorrt_stand_ins(bundle) -> list:
+    from . import tensorrt
+    int8 = bundle["precision"] == "int8"
+    return tensorrt.stand_ins(bundle, ORT_INT8_OPTIONS if int8 else {})
+
+
 def _tensorrt_here() -> bool:
     from . import tensorrt
     return tensorrt.available()
@@ -121,6 +126,8 @@ class Format:
     needs_gpu: bool = False           # an emulated CPU cannot run it
     benchmark_model: bool = False     # LiteRT's benchmark_model (adb phones) times it
     package: tuple = ()               # (module, pip requirement) the export needs beyond edgetl's
+    stand_ins: Callable = None        # (bundle) -> [(file, runner manifest)]: where its runtime
+                                      # is not here, each file is checked in onnxruntime instead
 
     @property
     def runtimes(self) -> tuple:
@@ -135,7 +142,7 @@ FORMATS = {f.name: f for f in (
            io=_tflite_io, variants={"int8": ("float-io", "nhwc")}, benchmark_model=True),
     Format("tensorrt", ".onnx", ("fp16", "int8"), _onnx_graph, "onnx", _tensorrt_file,
            extras=_tensorrt_extras, file_per_precision=True, runs_here=_tensorrt_here,
-           needs_gpu=True),
+           needs_gpu=True, stand_ins=_tensorrt_stand_ins),
     Format("executorch", ".pte", ("fp32", "fp16", "int8"), _executorch_graph, "executorch",
            lambda graph, build, meta: graph, io=_batch_one_io, extras=_executorch_extras,
            package=("executorch.exir", "edgetl[executorch]")),

@@ -108,7 +108,9 @@ def read_metadata(data: bytes) -> dict:
 
 
 def tensorrt_readiness(data: bytes) -> list:
-    """Problems TensorRT's explicit-quantization parser would reject; [] means ready."""
+    """What edgetl knows TensorRT's explicit-quantization parser rejects (operators, opset,
+    asymmetric zero points); [] means none found. edgetl's own operator check, not TensorRT's
+    parser, which only the device has."""
     proto = onnx.load_from_string(data)
     problems = []
     opset = max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
@@ -153,5 +155,6 @@ def _constants(proto) -> dict:
 def check_tensorrt_ready(data: bytes, what: str) -> None:
     problems = tensorrt_readiness(data)
     if problems:
-        raise ModelError(f"{what} would be rejected by TensorRT: {problems[0]}"
+        raise ModelError(f"{what}: edgetl's TensorRT operator check (not TensorRT's parser) "
+                         f"rejects it: {problems[0]}"
                          f"{f' (+{len(problems) - 1} more)' if len(problems) > 1 else ''}")
