@@ -91,3 +91,55 @@ def test_a_program_xnnpack_does_not_fully_take_says_so():
     assert not d["fully_delegated"] and any("cumsum" in op for op in d["portable_ops"]), d
     from edgetl.summaries import delegation_text
     assert delegation_text(d).startswith("NOT fully delegated")
+
+
+FAKE_EXECUTOR_RUNNER = """#!{python}
+import json, sys
+with open({log!r}, "a") as f:
+    f.write(json.dumps(sys.argv) + "\\n")
+sys.stdout.write(open({capture!r}).read())
+"""
+
+
+def test_the_phone_path_times_the_program_with_executor_runner(int8_run, tmp_path,
+                                                               monkeypatch):
+    """`--target android-arm64-executorch` against an adb stand-in replaying executor_runner's
+    log: its argv, warm-up left out, the row in the runtime that ran."""
+    import os
+
+    from test_faults_bench import FAKE_ADB
+    from test_remote import EXECUTOR_RUNNER
+    run, _ = int8_run
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tmp_path / "capture.txt").write_text(EXECUTOR_RUNNER)
+    runner = tools / "executor_runner"
+    for path, text in ((tools / "adb", FAKE_ADB), (runner, FAKE_EXECUTOR_RUNNER)):
+        path.write_text(text.format(python=sys.executable, log=str(tmp_path / f"{path.name}.log"),
+                                    capture=str(tmp_path / "capture.txt")))
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    report = session.benchmark(run, target="android-arm64-executorch", adb_binary=str(runner),
+                               warmup=1, iters=4, trials=2, out=tmp_path / "phone")
+    row = report["results"][0]
+    assert row["status"] == "ok" and row["runtime"] == "executorch", row
+    assert row["tool"] == "executor_runner" and row["top1"] is None
+    assert row["latency_ms"]["p50"] == pytest.approx((11.201 + 11.402) / 2)
+    argv = json.loads((tmp_path / "executor_runner.log").read_text().splitlines()[0])
+    assert "--num_executions=5" in argv and "--cpu_threads=4" in argv
+    assert any(a.startswith("--model_path=/data/local/tmp/edgetl_executorch-int8")
+               and a.endswith(".pte") for a in argv)
+    assert report["verdict"]["checks"][0]["build"] == "executorch-int8"
+
+
+def test_an_executorch_row_over_ssh_comes_from_the_devices_runtime(int8_run, sshd, tmp_path):
+    """A real OpenSSH server on loopback; the device's Python has ExecuTorch."""
+    run, _ = int8_run
+    bundle = run / "export" / "executorch-int8"
+    result = session.benchmark(bundle, device="ssh://edge-device", ssh_config=sshd["config"](),
+                               python=sys.executable, threads=1, warmup=1, iters=5, trials=2,
+                               wait_idle=0, out=tmp_path / "ssh")
+    row = result["results"][0]
+    assert row["status"] == "ok" and row["runtime"] == "executorch", row
+    assert row["top1"] == json.loads((bundle / "manifest.json").read_text())["eval_top1"]
+    assert result["machine"]["device"] == "ssh://edge-device"

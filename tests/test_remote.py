@@ -115,6 +115,44 @@ def test_benchmark_model_output_is_parsed():
         parse_benchmark_model("STARTING!\nLoaded model m.tflite\nSegmentation fault\n")
 
 
+# executor_runner's log. No run of it was captured (no phone, and the executorch wheel ships no
+# runner binary): these lines follow the ET_LOG format strings of
+# examples/portable/executor_runner/executor_runner.cpp (pytorch/executorch 018a3a5) with the
+# log prefix of a real run's output (pytorch/executorch issue 1231), whose older runner logged
+# no times at all.
+EXECUTOR_RUNNER = """I 00:00:00.000412 executorch:executor_runner.cpp:327] Resetting threadpool with num threads = 4
+I 00:00:00.003187 executorch:executor_runner.cpp:402] Model file /data/local/tmp/edgetl_executorch-int8.pte is loaded.
+I 00:00:00.003201 executorch:executor_runner.cpp:411] Using method forward
+I 00:00:00.021954 executorch:executor_runner.cpp:571] Model loaded in 18.412000 ms.
+I 00:00:00.052811 executorch:executor_runner.cpp:711] Iteration 1 of 5: 30.551000 ms
+I 00:00:00.064301 executorch:executor_runner.cpp:711] Iteration 2 of 5: 11.402000 ms
+I 00:00:00.075552 executorch:executor_runner.cpp:711] Iteration 3 of 5: 11.187000 ms
+I 00:00:00.087121 executorch:executor_runner.cpp:711] Iteration 4 of 5: 11.493000 ms
+I 00:00:00.098390 executorch:executor_runner.cpp:711] Iteration 5 of 5: 11.201000 ms
+I 00:00:00.098402 executorch:executor_runner.cpp:720] Model executed successfully 5 time(s) in 75.834000 ms.
+I 00:00:00.098410 executorch:executor_runner.cpp:726] 1 outputs:
+"""
+OLD_EXECUTOR_RUNNER = """I 00:00:00.382397 executorch:executor_runner.cpp:133] Model file ./resnet18.pte is loaded.
+I 00:00:00.437405 executorch:executor_runner.cpp:219] Inputs prepared.
+I 00:02:23.767346 executorch:executor_runner.cpp:228] Model executed successfully.
+"""
+
+
+def test_executor_runner_output_is_parsed_warm_up_left_out():
+    from edgetl.benchmarking.adb import parse_executor_runner
+    row = parse_executor_runner(EXECUTOR_RUNNER, warmup=1)
+    assert row["load_ms"] == pytest.approx(18.412) and row["threads"] == 4
+    assert row["first_inference_ms"] == pytest.approx(30.551)
+    lat = row["latency_ms"]
+    assert lat["runs"] == 4 and lat["max"] == pytest.approx(11.493)     # the first left out
+    assert lat["p50"] == pytest.approx((11.201 + 11.402) / 2)
+    total_only = parse_executor_runner(EXECUTOR_RUNNER.replace("Iteration", "Step"), warmup=1)
+    assert total_only["latency_ms"]["mean"] == pytest.approx(75.834 / 5)
+    assert "warm-up included" in total_only["latency_ms"]["note"]
+    with pytest.raises(Exception, match="time\\(s\\) in X ms' line.*too old to time"):
+        parse_executor_runner(OLD_EXECUTOR_RUNNER)            # a runner too old to time
+
+
 def test_a_stopped_ssh_bench_stops_its_runner_on_the_device(exported, sshd, tmp_path):
     """Ctrl-C or SIGTERM here, or a lost link: the device's watchdog stops the runner within
     seconds (not at --timeout), so the next bench there is not measured under its load."""

@@ -124,7 +124,7 @@ class Format:
     file_per_precision: bool = False  # model.<precision><suffix> (TensorRT: the engine's name)
     runs_here: Callable = lambda: True   # can the export check it on this machine?
     needs_gpu: bool = False           # an emulated CPU cannot run it
-    benchmark_model: bool = False     # LiteRT's benchmark_model (adb phones) times it
+    phone_tool: str = ""              # the vendor's timing binary on adb phones (adb.py's table)
     package: tuple = ()               # (module, pip requirement) the export needs beyond edgetl's
     stand_ins: Callable = None        # (bundle) -> [(file, runner manifest)]: where its runtime
                                       # is not here, each file is checked in onnxruntime instead
@@ -139,13 +139,13 @@ FORMATS = {f.name: f for f in (
     Format("onnx", ".onnx", ("fp32", "fp16", "int8"), _onnx_graph, "onnx", _onnx_file,
            extras=_onnx_extras),
     Format("tflite", ".tflite", ("fp32", "fp16", "int8"), _tflite_graph, "tflite", _tflite_file,
-           io=_tflite_io, variants={"int8": ("float-io", "nhwc")}, benchmark_model=True),
+           io=_tflite_io, variants={"int8": ("float-io", "nhwc")}, phone_tool="benchmark_model"),
     Format("tensorrt", ".onnx", ("fp16", "int8"), _onnx_graph, "onnx", _tensorrt_file,
            extras=_tensorrt_extras, file_per_precision=True, runs_here=_tensorrt_here,
            needs_gpu=True, stand_ins=_tensorrt_stand_ins),
     Format("executorch", ".pte", ("fp32", "fp16", "int8"), _executorch_graph, "executorch",
            lambda graph, build, meta: graph, io=_batch_one_io, extras=_executorch_extras,
-           package=("executorch.exir", "edgetl[executorch]")),
+           package=("executorch.exir", "edgetl[executorch]"), phone_tool="executor_runner"),
 )}
 
 
