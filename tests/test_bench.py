@@ -168,3 +168,28 @@ def test_the_cli_names_its_version_and_lists_the_shipped_targets():
         t = targets.load_target(name)
         assert name[:20] in res.stdout and f"{t.builds[0].latency_budget_ms:g} ms" in res.stdout
     assert "--target FILE.toml" in " ".join(res.stdout.split())
+
+
+def test_an_optional_build_whose_exporter_is_missing_is_left_out_and_said_so(monkeypatch):
+    """The x86 profile's ExecuTorch rows where ExecuTorch is not installed (its format entry
+    pointed at a module that does not exist here)."""
+    import dataclasses
+
+    from edgetl.benchmarking.targets import load_target
+    from edgetl.benchmarking.verdict import verdict, verdict_text
+    from edgetl.exporting.formats import FORMATS
+    absent = dataclasses.replace(FORMATS["executorch"],
+                                 package=("edgetl_absent_module", "edgetl[executorch]"))
+    monkeypatch.setitem(FORMATS, "executorch", absent)
+    target = load_target("x86-cpu")
+    assert [b.build for b, _ in target.left_out] == ["executorch-fp32", "executorch-int8"]
+    assert "executorch" not in target.formats.split(",")
+    v = verdict([], target)
+    assert {c["build"] for c in v["checks"]} == {"onnx-fp32", "onnx-int8", "tflite-fp32",
+                                                 "tflite-int8"}
+    text = verdict_text({"verdict": v, "target": {"name": "x86-cpu"}})
+    assert "--   executorch-int8 (executorch): optional; its exporter is not installed here " \
+           "(pip install 'edgetl[executorch]')" in text
+    with pytest.raises(edgetl.ConfigError, match="--formats executorch: its exporter is not "
+                                                 "installed; pip install 'edgetl\\[executorch"):
+        edgetl.export("nowhere", formats="onnx,executorch")

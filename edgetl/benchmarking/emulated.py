@@ -21,6 +21,10 @@ SUITE = "bookworm"
 QEMU = "qemu-aarch64-static"
 WHEELS = {"tflite-runtime": ["tflite-runtime==2.14.0"], "litert": ["ai-edge-litert"],
           "onnxruntime": ["onnxruntime<1.28"]}   # 1.28+ crash at load under qemu 7.2
+# Not ExecuTorch: its Python runtime imports torch, and PyPI's aarch64 torch 2.14.1 is the CUDA
+# build (it will not import without libcudart and cuBLAS, gigabytes); the CPU-only aarch64
+# wheels live on download.pytorch.org, which edgetl's environment cannot reach. An emulated
+# device therefore takes no ExecuTorch build.
 NUMPY = "numpy<2"              # what tflite-runtime 2.14 (most Pis and phones) was built for
 PLATFORMS = ["manylinux_2_34_aarch64", "manylinux_2_28_aarch64", "manylinux_2_27_aarch64",
              "manylinux_2_17_aarch64", "manylinux2014_aarch64"]
@@ -205,7 +209,7 @@ class EmulatedDevice(Device):
     measures_latency = False
 
     def accepts(self, fmt) -> bool:
-        return not fmt.needs_gpu
+        return not fmt.needs_gpu and any(rt in WHEELS for rt in fmt.runtimes)
 
     def run(self, folder, manifest, trial, how) -> dict:
         return run_emulated(self, folder, runner_args(trial, how.threads), how.timeout,
