@@ -305,8 +305,10 @@ class TensorRTModel:
         self.cuda = CudaBuffers()
         build_engine = _module_from(os.path.join(folder, "build_engine.py"))
         settings = os.path.join(folder, "build_settings.json")
+        with open(settings) as f:          # before edgetl 0.3 one line, one file: its path
+            source = folder if "tensorrt" in json.load(f) else path
         try:
-            engine_path = build_engine.cached_or_build(folder, settings, engine_cache_dir())
+            engine_path = build_engine.cached_or_build(source, settings, engine_cache_dir())
         except build_engine.EngineBuildError as e:
             raise BundleError(str(e)) from None
         with open(engine_path, "rb") as f:

@@ -1,2 +1,2 @@
 """What every stage shares: files, the run folder layout, console output, errors, names."""
-VERSION = "0.2.0"
+VERSION = "0.3.0"

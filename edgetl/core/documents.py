@@ -5,7 +5,7 @@ newer edgetl is refused in one line instead of being misread."""
 from .errors import RunError
 from .files import read_json, write_json
 
-VERSIONS = {"export": 2, "bundle": 2, "bench": 2}     # kind -> the layout this edgetl writes
+VERSIONS = {"export": 2, "bundle": 3, "bench": 2}     # kind -> the layout this edgetl writes
 
 
 def write(path, kind: str, doc: dict) -> None:
