@@ -35,8 +35,8 @@ def main():
         t0 = time.time()
         decode = {"draft_size": spec.resize_size, "batch_size": cfg.batch_size, "workers": 2,
                   "skip_bad": False}
-        outputs[engine], _ = features.compute(run, samples, [train_transform(spec, cfg)], decode,
-                                              engine)
+        outputs[engine], _, _ = features.compute(run, samples, [train_transform(spec, cfg)],
+                                                 decode, engine)
         seconds = time.time() - t0
         result[engine] = {"setup_seconds": round(setup, 1), "seconds": round(seconds, 1),
                           "images_per_second": round(len(samples) / seconds, 1)}

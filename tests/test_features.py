@@ -19,7 +19,7 @@ def test_onnxruntime_and_torch_compute_the_same_cached_features(image_folder, cu
         run = features.FrozenPart(model, unit, spec.img_size, len(splits.val), engine)
         decode = {"draft_size": spec.resize_size, "batch_size": 5, "workers": 0,
                   "skip_bad": False}
-        out[engine], ok = features.compute(run, splits.val, [eval_transform(spec)] * 2,
+        out[engine], ok, _ = features.compute(run, splits.val, [eval_transform(spec)] * 2,
                                            decode, "test", disable=True)
         assert ok.all()
     assert out["torch"].shape == out["onnxruntime"].shape

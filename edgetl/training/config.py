@@ -51,12 +51,28 @@ class TrainConfig:
     seed: int = option(0, "seed of the split, the shuffles and the augmentation", low=0)
     workers: int = option(0, "image decoder processes; 0: one per CPU core", low=0, high=256)
     threads: int = option(0, "PyTorch threads; 0: torch's default", low=0, high=1024)
+    teacher: str | None = option(None, "a finished run (RUN folder) whose model's soft targets "
+                                 "the student also learns from (knowledge distillation; its "
+                                 "logits are computed once per cached view)", kind=str,
+                                 unset="none")
+    distill_weight: float = option(0.5, "share of the loss that follows the teacher", low=0,
+                                   high=1)
+    distill_temperature: float = option(2.0, "softmax temperature of the teacher's targets",
+                                        low=("above", 0), high=100)
 
     def validate(self, where: str = "") -> "TrainConfig":
         check(self, where.rstrip(": "))
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise ConfigError(f"{where}--weights {self.weights}: not 'imagenet', 'none' or an "
                               "existing checkpoint file")
+        if self.teacher:
+            if not (Path(self.teacher) / "train" / "model.safetensors").is_file():
+                raise ConfigError(f"{where}--teacher {self.teacher}: no finished run there "
+                                  "(RUN/train/model.safetensors); train the teacher first")
+            if self.mixup or self.cutmix or self.strategy == "full":
+                raise ConfigError(f"{where}--teacher: distillation reads the teacher's logits "
+                                  "of each cached view, so it needs a frozen part and no "
+                                  "MixUp/CutMix; drop --mixup/--cutmix or --strategy full")
         return self
 
     def to_dict(self) -> dict:

@@ -81,11 +81,37 @@ class FrozenPart:
                                     providers=["CPUExecutionProvider"])
 
 
-def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=False) -> tuple:
-    """(features [N, V, ...] float16, ok mask [N]): `run` on every transform of every sample.
-    `decode`: the loader's draft_size, batch_size, workers and skip_bad."""
+class Teacher:
+    """A finished run's model on the student's views: the same image tensors, renormalized from
+    the student's mean/std to the teacher's, at the student's size."""
+
+    def __init__(self, run_folder, student_spec):
+        from ..core.errors import ConfigError
+        from ..core.layout import RunLayout
+        from ..models import load_checkpoint
+        path = RunLayout(run_folder).train.checkpoint
+        self.model, spec, _ = load_checkpoint(path)
+        if tuple(spec.labels) != tuple(student_spec.labels):
+            raise ConfigError(f"--teacher {run_folder}: its classes ({', '.join(spec.labels)}) "
+                              "are not the student's; train the teacher on the same data")
+        shape = (1, 3, 1, 1)
+        s_mean, s_std, t_mean, t_std = (torch.tensor(v).view(shape) for v in (
+            student_spec.mean, student_spec.std, spec.mean, spec.std))
+        self.scale, self.shift = s_std / t_std, (s_mean - t_mean) / t_std
+        self.sha256, self.model_name = sha256(path), spec.model
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x * self.scale + self.shift)
+
+
+def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=False,
+            teacher: Teacher = None) -> tuple:
+    """(features [N, V, ...] float16, ok mask [N], teacher logits [N, V, C] or None): `run` (and
+    the teacher) on every transform of every sample. `decode`: the loader's draft_size,
+    batch_size, workers and skip_bad."""
     ok = torch.ones(len(samples), dtype=torch.bool)
-    out = None
+    out = soft = None
     bar = progress(total=len(samples) * len(transforms), desc=f"{desc} ({run.engine})",
                    unit="img", disable=disable)
     for v, transform in enumerate(transforms):
@@ -97,36 +123,43 @@ def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=Fa
             if out is None:
                 out = torch.zeros((len(samples), len(transforms), *y.shape[1:]), dtype=y.dtype)
             out[idx, v] = y
+            if teacher is not None:
+                t = teacher(x)
+                if soft is None:
+                    soft = torch.zeros((len(samples), len(transforms), t.shape[1]))
+                soft[idx, v] = t
             bar.update(len(idx))
     bar.close()
-    return out, ok
+    return out, ok, soft
 
 
-def save(path, feats, ok, key) -> None:
-    atomic_write(path, lambda p: save_file({"features": feats, "ok": ok}, str(p),
-                                           metadata={"key": key}))
+def save(path, feats, ok, key, soft=None) -> None:
+    tensors = {"features": feats, "ok": ok, **({"teacher": soft} if soft is not None else {})}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"key": key}))
 
 
 def load(path, key):
-    """(features, ok) if `path` holds the cache for `key`, else None."""
+    """(features, ok, teacher logits or None) if `path` holds the cache for `key`, else None."""
     if not Path(path).is_file():
         return None
     with safe_open(str(path), "pt") as f:
         if (f.metadata() or {}).get("key") != key:
             return None
-        return f.get_tensor("features"), f.get_tensor("ok")
+        soft = f.get_tensor("teacher") if "teacher" in f.keys() else None
+        return f.get_tensor("features"), f.get_tensor("ok"), soft
 
 
 def cached(path, key, **compute_args) -> tuple:
-    """(features, ok, hit): read from `path` if it holds `key`, else computed and saved there."""
+    """(features, ok, teacher logits, hit): read from `path` if it holds `key`, else computed
+    and saved there."""
     hit = load(path, key)
     if hit is not None:
         return (*hit, True)
-    feats, ok = compute(**compute_args)
+    feats, ok, soft = compute(**compute_args)
     if path is not None:
         os.makedirs(Path(path).parent, exist_ok=True)
-        save(path, feats, ok, key)
-    return feats, ok, False
+        save(path, feats, ok, key, soft)
+    return feats, ok, soft, False
 
 
 def augment(batch: torch.Tensor, hflip: bool, generator=None) -> torch.Tensor:
@@ -155,6 +188,10 @@ def build_inputs(job, rank) -> dict:
     out, skipped = {"skipped": []}, []
     n_images = (len(splits.train) * cfg.cache_views + len(splits.val) + len(splits.test)) / world
     frozen = FrozenPart(model, unit, spec.img_size, n_images)
+    teacher = Teacher(cfg.teacher, spec) if cfg.teacher else None
+    if teacher:
+        log.info("distilling from %s (%s): its logits cached with every training view",
+                 cfg.teacher, teacher.model_name)
     for name in ("train", "val", "test"):
         samples = getattr(splits, name)
         idx = torch.arange(rank, len(samples), world)
@@ -162,24 +199,26 @@ def build_inputs(job, rank) -> dict:
         views = [eval_transform(spec)]
         if name == "train":
             views += [train_transform(spec, cfg)] * (cfg.cache_views - 1)
+        taught = teacher if name == "train" else None
         key = cache_key(**base, split=name, samples=mine, files=stats(mine), views=len(views),
-                                 aug=[cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotation])
+                        aug=[cfg.crop_scale, cfg.hflip, cfg.color_jitter, cfg.rotation],
+                        **({"teacher": teacher.sha256} if taught else {}))
         suffix = f".rank{rank}of{world}" if world > 1 else ""
         t0 = time.time()
-        feats, ok, hit = cached(
+        feats, ok, soft, hit = cached(
             cache_dir / f"{name}{suffix}.safetensors", key, run=frozen, samples=mine,
             transforms=views, decode={"draft_size": spec.resize_size, "batch_size":
                                       cfg.batch_size, "workers": workers,
                                       "skip_bad": cfg.skip_bad_images},
-            desc=f"cache {name}", disable=not distributed.is_main()) \
-            if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool), False)
+            desc=f"cache {name}", disable=not distributed.is_main(), teacher=taught) \
+            if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool), None, False)
         labels = torch.tensor([y for _, y in mine], dtype=torch.long)
         skipped += [{"path": mine[i][0], "split": name, "reason": "failed to decode"}
                     for i in torch.nonzero(~ok).flatten().tolist()]
         if name != "train" and world > 1:
             feats, ok = (distributed.gather_rows(t, idx, len(samples)) for t in (feats, ok))
             labels = torch.tensor([y for _, y in samples], dtype=torch.long)
-        out[name] = (feats[ok], labels[ok])
+        out[name] = (feats[ok], labels[ok]) + ((soft[ok],) if soft is not None else ())
         log.info("cached %s: %d images x %d view(s) %s in %.0f s (%s)", name, int(ok.sum()),
                  len(views), tuple(feats.shape[2:]), time.time() - t0,
                  "cache hit" if hit else frozen.engine)

@@ -43,11 +43,12 @@ def fit(job, inputs, resume) -> tuple:
         loss_sum = correct = seen = 0
         bar = progress(source.train_batches(epoch), total=source.steps, disable=not main,
                        desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
-        for x, y in bar:
+        for x, y, soft in bar:
             schedule.set_lr(opt, schedule.cosine(state["step"], total, warmup))
             xm, targets = loop.mix(x, y, cfg, rng)
             logits = tail(xm)
-            loss = loop.mixed_loss(logits, targets, weight, cfg.label_smoothing)
+            loss = loop.distilled_loss(logits, loop.mixed_loss(logits, targets, weight,
+                                                               cfg.label_smoothing), soft, cfg)
             if not math.isfinite(loss.item()):
                 raise RunError(f"the training loss became {loss.item()} in epoch {epoch + 1}: "
                                "lower --lr (or --weight-decay) and start again")

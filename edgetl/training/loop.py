@@ -28,14 +28,16 @@ def wrap(model, unit, world):
 
 
 class CachedSource:
-    """Training batches drawn from cached features: a random view and flip per sample."""
+    """Training batches drawn from cached features: a random view and flip per sample, with the
+    teacher's logits of that view when the cache holds them (a flip leaves them as they are:
+    the teacher's prediction does not change with a mirror image, to first order)."""
 
     def __init__(self, inputs, cfg, world):
         self.inputs, self.cfg = inputs, cfg
         self.steps = math.ceil(_max_over_ranks(len(inputs["train"][0]), world) / cfg.batch_size)
 
     def train_batches(self, epoch):
-        feats, labels = self.inputs["train"]
+        feats, labels, *soft = self.inputs["train"]
         g = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch)
         need = self.steps * self.cfg.batch_size
         order = torch.cat([torch.randperm(len(feats), generator=g)
@@ -44,10 +46,11 @@ class CachedSource:
             idx = order[b * self.cfg.batch_size:(b + 1) * self.cfg.batch_size]
             views = torch.randint(feats.shape[1], (len(idx),), generator=g)
             x = feats[idx, views].float()
-            yield _channels_last(features.augment(x, self.cfg.hflip, g)), labels[idx]
+            yield (_channels_last(features.augment(x, self.cfg.hflip, g)), labels[idx],
+                   soft[0][idx, views] if soft else None)
 
     def eval_batches(self, split):
-        feats, labels = self.inputs[split]
+        feats, labels = self.inputs[split][:2]
         for b in range(0, len(feats), 256):
             yield _channels_last(feats[b:b + 256, 0].float()), labels[b:b + 256]
 
@@ -81,7 +84,7 @@ class StreamSource:
         for x, y, _ in batches:
             keep = y >= 0
             if int(keep.sum()) > 1:        # BatchNorm in train mode needs two samples
-                yield _channels_last(x[keep]), y[keep]
+                yield _channels_last(x[keep]), y[keep], None
 
     def eval_batches(self, split):
         for x, y, _ in self._loader(getattr(self.splits, split), eval_transform(self.spec)):
@@ -124,6 +127,17 @@ def mixed_loss(logits, targets, weight, smoothing):
     y_a, y_b, lam = targets
     loss = lambda y: F.cross_entropy(logits, y, weight=weight, label_smoothing=smoothing)
     return lam * loss(y_a) + (1 - lam) * loss(y_b) if lam < 1.0 else loss(y_a)
+
+
+def distilled_loss(logits, loss, teacher_logits, cfg):
+    """(1 - w) x the label loss + w x T^2 x KL(teacher || student) at temperature T (Hinton et
+    al.; T^2 keeps the soft term's gradients on the label term's scale)."""
+    if teacher_logits is None:
+        return loss
+    t, w = cfg.distill_temperature, cfg.distill_weight
+    soft = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1),
+                    reduction="batchmean", log_target=True)
+    return (1 - w) * loss + w * t * t * soft
 
 
 @torch.no_grad()
