@@ -22,15 +22,18 @@ from common import RESULTS, data_path, save, timed_cli  # noqa: E402
 # tier -> (model, native size, the tier it is distilled from)
 TIERS = {"efficientnet_lite0": ("efficientnet_lite0", 224, None),
          "efficientnet_lite1": ("efficientnet_lite1", 240, None),
-         "efficientnet_lite2": ("efficientnet_lite2", 260, None),
-         "efficientnet_lite0-distilled": ("efficientnet_lite0", 224, "efficientnet_lite2")}
+         "efficientnet_lite2": ("efficientnet_lite2", 260, None)}
+# With --distilled: its teacher scores every cached view in eager PyTorch, about 15 views/s for
+# Lite2 on 2 cores (10 minutes for clothing-small's 9,204 views), so it is opt-in.
+DISTILLED = {"efficientnet_lite0-distilled": ("efficientnet_lite0", 224, "efficientnet_lite2")}
 ROUNDS = 9
 
 
 def _train_export(data, out: Path, model: str, size: int, reuse: Path = None,
                   teacher: Path = None) -> dict:
-    """train + export (tflite fp32, int8) unless `reuse` holds a run of these settings."""
-    if reuse is not None and (reuse / "export" / "tflite-int8").is_dir():
+    """train + export (tflite fp32, int8) unless `reuse` holds a finished run (with --reuse,
+    a tier's own folder from an earlier call of this script)."""
+    if reuse is not None and (reuse / "export" / "tflite-int8" / "manifest.json").is_file():
         out = reuse
         walls = {"train": None, "export": None}
     else:
@@ -105,18 +108,22 @@ def main():
     ap.add_argument("--lite0-run", default="runs/bench-clothing-run",
                     help="a finished default Lite0 run of clothing-small to reuse")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--distilled", action="store_true", help="add the Lite0 distilled from Lite2")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep tiers already trained and exported under runs/tiers")
     args = ap.parse_args()
+    tiers_wanted = {**TIERS, **(DISTILLED if args.distilled else {})}
     from edgetl.training.digits import write_digits
     sets = {"clothing-small": (data_path(args.data), None),
             "digits": (write_digits(Path("runs/tiers/digits-data")), 64)}
     result = {"sets": {}}
     for set_name, (data, size) in sets.items():
         tiers = {}
-        for tier, (model, native, teacher) in TIERS.items():
+        for tier, (model, native, teacher) in tiers_wanted.items():
+            folder = Path("runs/tiers") / f"{set_name}-{tier}"
             reuse = Path(args.lite0_run) if set_name == "clothing-small" and \
-                tier == "efficientnet_lite0" else None
-            tiers[tier] = _train_export(data, Path("runs/tiers") / f"{set_name}-{tier}", model,
-                                        size or native, reuse,
+                tier == "efficientnet_lite0" else folder if args.reuse else None
+            tiers[tier] = _train_export(data, folder, model, size or native, reuse,
                                         Path(tiers[teacher]["run"]) if teacher else None)
             tiers[tier]["teacher"] = teacher
         latency = _interleaved_latency({m: Path(t["run"]) / "export" / "tflite-int8"
