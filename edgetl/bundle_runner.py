@@ -356,7 +356,6 @@ class ExecuTorchModel:
             portable_lib._unsafe_reset_threadpool(threads)
         self.torch = torch
         self.method = Runtime.get().load_program(path).load_method("forward")
-        self.batch = 1
         self.runtime, self.version = "executorch", version.__version__
         where = manifest.get("executorch") or {}
         portable = sum((where.get("portable_ops") or {}).values())

@@ -93,32 +93,14 @@ def test_a_program_xnnpack_does_not_fully_take_says_so():
     assert delegation_text(d).startswith("NOT fully delegated")
 
 
-FAKE_EXECUTOR_RUNNER = """#!{python}
-import json, sys
-with open({log!r}, "a") as f:
-    f.write(json.dumps(sys.argv) + "\\n")
-sys.stdout.write(open({capture!r}).read())
-"""
-
-
 def test_the_phone_path_times_the_program_with_executor_runner(int8_run, tmp_path,
                                                                monkeypatch):
     """`--target android-arm64-executorch` against an adb stand-in replaying executor_runner's
     log: its argv, warm-up left out, the row in the runtime that ran."""
-    import os
-
-    from test_faults_bench import FAKE_ADB
+    from test_faults_bench import phone_with_tool
     from test_remote import EXECUTOR_RUNNER
     run, _ = int8_run
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tmp_path / "capture.txt").write_text(EXECUTOR_RUNNER)
-    runner = tools / "executor_runner"
-    for path, text in ((tools / "adb", FAKE_ADB), (runner, FAKE_EXECUTOR_RUNNER)):
-        path.write_text(text.format(python=sys.executable, log=str(tmp_path / f"{path.name}.log"),
-                                    capture=str(tmp_path / "capture.txt")))
-        path.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    runner = phone_with_tool(tmp_path, monkeypatch, "executor_runner", EXECUTOR_RUNNER)
     report = session.benchmark(run, target="android-arm64-executorch", adb_binary=str(runner),
                                warmup=1, iters=4, trials=2, out=tmp_path / "phone")
     row = report["results"][0]

@@ -129,6 +129,29 @@ if args[0] == "push":
     sys.exit(0)
 sys.exit(subprocess.run(["sh", "-c", args[1]]).returncode)     # the phone's shell
 """
+FAKE_PHONE_TOOL = """#!{python}
+import json, sys
+with open({log!r}, "a") as f:
+    f.write(json.dumps(sys.argv) + "\\n")
+sys.stdout.write(open({capture!r}).read())
+"""
+
+
+def phone_with_tool(tmp_path, monkeypatch, tool: str, capture: str):
+    """An adb stand-in on PATH whose phone shell runs `tool`, a stand-in replaying `capture`
+    (a timing binary's output) and logging its argv to tmp_path/TOOL.log; returns its path."""
+    import os
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tmp_path / "capture.txt").write_text(capture)
+    for path, text in ((tools / "adb", FAKE_ADB), (tools / tool, FAKE_PHONE_TOOL)):
+        path.write_text(text.format(python=sys.executable, log=str(tmp_path / f"{path.name}.log"),
+                                    capture=str(tmp_path / "capture.txt")))
+        path.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    return tools / tool
+
+
 FAKE_BENCHMARK_MODEL = """#!{python}
 import json, sys
 with open({log!r}, "a") as f:

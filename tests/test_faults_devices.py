@@ -17,7 +17,7 @@ from edgetl import cli
 from edgetl.benchmarking import emulated, session
 from edgetl.benchmarking.devices import parse_device
 
-from test_faults_bench import FAKE_ADB
+from test_faults_bench import phone_with_tool
 from test_remote import NEW, OLD
 
 QUICK = dict(warmup=0, iters=2, trials=1)
@@ -147,14 +147,6 @@ def test_device_strings_never_carry_a_password():
     assert "hunter2" not in str(err.value) and "ssh-copy-id" in str(err.value)
 
 
-FAKE_PHONE_BENCHMARK = """#!{python}
-import json, sys
-with open({log!r}, "a") as f:
-    f.write(json.dumps(sys.argv) + "\\n")
-sys.stdout.write(open({capture!r}).read())
-"""
-
-
 @pytest.mark.parametrize("capture", [OLD, NEW], ids=["old-format", "logcat-percentiles"])
 def test_the_phone_path_runs_to_a_verdict_on_what_the_phone_measured(exported, tmp_path,
                                                                     monkeypatch, capsys,
@@ -163,15 +155,7 @@ def test_the_phone_path_runs_to_a_verdict_on_what_the_phone_measured(exported, t
     output captured on real ARM boards: default trials, a verdict from the phone's latency,
     and no host top-1 passed off as the phone's."""
     run = _copy_run(exported, tmp_path)
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tmp_path / "capture.txt").write_text(capture)
-    bm = tools / "benchmark_model"
-    for path, text in ((tools / "adb", FAKE_ADB), (bm, FAKE_PHONE_BENCHMARK)):
-        path.write_text(text.format(python=sys.executable, log=str(tmp_path / f"{path.name}.log"),
-                                    capture=str(tmp_path / "capture.txt")))
-        path.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tools}{os.pathsep}{os.environ['PATH']}")
+    bm = phone_with_tool(tmp_path, monkeypatch, "benchmark_model", capture)
     code = cli.main(["bench", str(run), "--target", "android-arm64", "--adb-binary", str(bm),
                      "--min-seconds", "0.5", "--out", str(tmp_path / "phone")])
     text = capsys.readouterr().out

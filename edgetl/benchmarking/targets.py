@@ -117,9 +117,9 @@ def load_target(name_or_path) -> Target:
             check_number(key, getattr(target, key), float, 0, high, key != "max_int8_drop",
                          str(path))
     builds = [_build(b, raw, path, i) for i, b in enumerate(raw["builds"])]
-    target.left_out = [(b, missing_package(b.format)) for b in builds
-                       if b.optional and missing_package(b.format)]
-    target.builds = [b for b in builds if b not in [lo for lo, _ in target.left_out]]
+    needs = {b.build: missing_package(b.format) for b in builds if b.optional}
+    target.left_out = [(b, needs[b.build]) for b in builds if needs.get(b.build)]
+    target.builds = [b for b in builds if not needs.get(b.build)]
     parse_device(target.device, where=f"{path}: 'device'")
     return target
 

@@ -50,9 +50,10 @@ class ExportOptions:
 
     def validate(self) -> "ExportOptions":
         for fmt in sorted({b.format for b in self.builds()}):
-            if missing_package(fmt):
+            need = missing_package(fmt)
+            if need:
                 raise ConfigError(f"--formats {fmt}: its exporter is not installed; pip "
-                                  f"install '{missing_package(fmt)}'")
+                                  f"install '{need}'")
         check(self)
         if self.calib_manifest and self.calib_size:
             raise ConfigError("--calib-manifest and --calib-size: the manifest fixes the set; "
