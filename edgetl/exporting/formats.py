@@ -1,7 +1,7 @@
 """The format table: one entry per deployable format, read by export (how to build it from the
 converted graph), the bundle (its file name, I/O description and extras), the runner's planning
 (which runtimes run it) and the bench (which devices take it). Adding a format is one module
-that builds its bytes plus one entry here (ExecuTorch is the latest); tests/test_formats.py walks the table.
+that builds its bytes plus one entry here; tests/test_formats.py walks the table.
 
 Converters import their heavy libraries (litert-torch, onnx) only when they run."""
 from dataclasses import dataclass, field
