@@ -262,3 +262,55 @@ def test_a_student_learns_from_a_teachers_logits_computed_once_per_cached_view(i
     with pytest.raises(edgetl.ConfigError, match="--teacher: distillation .* no MixUp"):
         edgetl.train(image_folder, tmp_path / "s3", **{**FAST, "teacher": str(teacher),
                                                        "mixup": 0.2})
+
+
+def test_search_tries_recipes_within_its_budget_and_chooses_on_validation(image_folder,
+                                                                         tmp_path, monkeypatch):
+    """--search SECONDS: the given recipe is trial 1, more trials while the next fits in the
+    budget; the winner is the highest validation top-1 (ties: the earlier trial), its weights
+    are the checkpoint's, and every trial is recorded; no trial is handed the test split."""
+    from edgetl.training import search, trial
+    handed, real_run = [], trial.run           # the real trials, their inputs' keys noted
+    monkeypatch.setattr(trial, "run", lambda cfg, inputs, *a: handed.append(sorted(inputs))
+                        or real_run(cfg, inputs, *a))
+    m = edgetl.train(image_folder, tmp_path / "run", **{**FAST, "epochs": 2, "search": 20})
+    record = json.loads((tmp_path / "run/train/search.json").read_text())
+    trials = record["trials"]
+    assert len(trials) >= 2 and handed == [["train", "val"]] * len(trials)
+    assert record["test_split_read"] is False and record["rule"] == search.RULE
+    assert trials[0]["settings"]["epochs"] == 2 and trials[0]["vs_trial_1"]["lost"] == 0
+    assert record["seconds"] <= 20 + max(t["seconds"] for t in trials)
+    best = max(t["val"]["top1"] for t in trials)
+    chosen = trials[record["chosen"] - 1]
+    assert chosen["val"]["top1"] == best and all(
+        t["val"]["top1"] < best for t in trials[:record["chosen"] - 1])
+    assert m["search"] == chosen["settings"] and m["val"]["top1"] == pytest.approx(best)
+    assert m["epochs_run"] == chosen["epochs_run"]
+    with pytest.raises(edgetl.ConfigError, match="--search .* --strategy full"):
+        edgetl.train(image_folder, tmp_path / "full", **{**FAST, "strategy": "full",
+                                                         "search": 10})
+
+
+def test_batchnorm_with_fixed_statistics_folds_into_the_convolution_exactly():
+    """Trained units whose BatchNorm keeps its statistics run it folded into the convolution
+    while gradients flow: the same outputs and the same gradients as the plain modules."""
+    from edgetl.models import create_model
+    from edgetl.training import strategy
+    torch.manual_seed(0)
+    x = torch.randn(4, 192, 7, 7)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(1)                   # the same new head in both
+        model, _ = create_model("efficientnet_lite0", 5, "imagenet", 0.0)
+        strategy.set_trainable(model, 13, update_bn=not fused)
+        if not fused:                          # the plain path, statistics fixed the same way
+            model.features.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d)
+                                 else None)
+        assert any(getattr(m, "fused", False) for m in model.modules()) == fused
+        out = model.forward_from(x, 13)
+        out.square().sum().backward()
+        grads = [p.grad.clone() for p in model.features[13:].parameters()]
+        results.append((out.detach(), grads))
+    (out_a, grads_a), (out_b, grads_b) = results
+    assert torch.allclose(out_a, out_b, atol=1e-4, rtol=1e-4)
+    assert all(torch.allclose(a, b, atol=1e-3, rtol=1e-3) for a, b in zip(grads_a, grads_b))

@@ -2,7 +2,7 @@
 marker (only those are ever deleted); one process at a time holds a run (a lock).
 
     RUN/train/    model.safetensors config.json metrics.json split.json curves.png train.log
-                  cache/ resume.safetensors best.safetensors
+                  cache/ resume.safetensors best.safetensors search.json
     RUN/export/   manifest.json calibration.json quant_params.json quant_report.json
                   quant_report.png int8_graph.safetensors export.log <build>/ (one bundle each)
     RUN/bench/    report.json report.md latency_vs_accuracy.png bench.log history/
@@ -33,6 +33,7 @@ class TrainFiles:
     cache = property(lambda s: s.dir / "cache")
     resume_state = property(lambda s: s.dir / "resume.safetensors")
     best_state = property(lambda s: s.dir / "best.safetensors")
+    search = property(lambda s: s.dir / "search.json")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ class TrainConfig:
     img_size: int | None = option(None, "input size in pixels", kind=int, low=32, high=2048,
                                   unset="the model's own")
     strategy: str = option("fine-tune", "what trains", choices=STRATEGIES)
-    epochs: int = option(20, "epochs", low=1)
+    epochs: int = option(12, "epochs (12: chosen by 3-fold validation, "
+                         "benchmarks/results/choose_defaults.json)", low=1)
     warmup_epochs: int = option(3, "head-only epochs before unfreezing (fine-tune)", low=0)
     unfreeze: int = option(5, "top feature units trained after warm-up", low=1)
     progressive_every: int = option(3, "epochs between unfreezing one more unit "
@@ -59,6 +60,9 @@ class TrainConfig:
                                    high=1)
     distill_temperature: float = option(2.0, "softmax temperature of the teacher's targets",
                                         low=("above", 0), high=100)
+    search: float = option(0.0, "seconds for a recipe search on the cached features: trials "
+                           "chosen by validation top-1, recorded in RUN/train/search.json; "
+                           "0: none", low=0)
 
     def validate(self, where: str = "") -> "TrainConfig":
         check(self, where.rstrip(": "))
@@ -73,6 +77,9 @@ class TrainConfig:
                 raise ConfigError(f"{where}--teacher: distillation reads the teacher's logits "
                                   "of each cached view, so it needs a frozen part and no "
                                   "MixUp/CutMix; drop --mixup/--cutmix or --strategy full")
+        if self.search and self.strategy == "full":
+            raise ConfigError(f"{where}--search trains its trials on the cached features; "
+                              "--strategy full caches none: drop one of them")
         return self
 
     def to_dict(self) -> dict:

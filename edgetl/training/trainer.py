@@ -6,11 +6,12 @@ import time
 import torch
 
 from ..core import console
-from ..core.errors import DataError, RunError
+from ..core.errors import ConfigError, DataError, RunError
 from ..core.files import read_json, sha256, write_json
+from .. import page
 from ..core.layout import RunLayout, RunLock, prepare_stage_dir
 from ..models import create_model, load_weights, save_checkpoint
-from . import distributed, features, strategy
+from . import distributed, features, search, strategy
 from .config import load_config, resume_settings, save_run_config
 from .data import check_out_apart, discover, find_bad_images, load_split, save_split
 from .fingerprint import changes, fingerprint
@@ -58,9 +59,17 @@ def _train(data, files, cfg, resume, rank, world, start) -> dict:
     job = Job(model, unit, spec, splits, cfg, files, world, log)
     inputs = features.build_inputs(job, rank)
     skipped = splits.skipped + inputs.pop("skipped")
-    best_state, history, best_epoch = fit(job, inputs, resume)
+    if cfg.search and world > 1:
+        raise ConfigError("--search runs its trials in one process: start it without torchrun")
+    if cfg.search:
+        best_state, job.cfg, history, best_epoch = search.run(job, inputs, files.search, log)
+        cfg = job.cfg
+    else:
+        best_state, history, best_epoch = fit(job, inputs, resume)
     model.load_state_dict(best_state)
     metrics = final_metrics(job, inputs, history, best_epoch, skipped, start)
+    if cfg.search:
+        metrics["search"] = read_json(files.search)["chosen_settings"]
     if distributed.is_main():
         extra = {"dropout": cfg.dropout, "val_top1": metrics["val"]["top1"],
                  "weights": cfg.weights, "img_size": spec.img_size}
@@ -68,6 +77,7 @@ def _train(data, files, cfg, resume, rank, world, start) -> dict:
         metrics["checkpoint_sha256"] = sha256(files.checkpoint)
         training_curves(history, files.curves)
         write_json(files.metrics, metrics)          # last: its presence means "finished"
+        page.refresh_or_warn(files.dir.parent, log)
         for leftover in (files.resume_state, files.best_state):
             leftover.unlink(missing_ok=True)
         log.info("val top-1 %.4f  test top-1 %s  in %.0f s", metrics["val"]["top1"],

@@ -1,0 +1,142 @@
+"""The fine-tuning defaults chosen on validation: k-fold over train + validation (stratified, 3
+folds: clothing-small's 3,409 images all become validation images once, so one image is 0.03
+point instead of the single split's 0.3), never the test split.
+
+Every candidate recipe trains with the edgetl epoch loop (edgetl.training.trial) on one cache of
+the frozen part (3 views per image: the eval view and two augmented ones; a fold's validation
+images use their eval view). Recipes that train fewer units read the same cache run through the
+units they keep frozen, once. Recorded per candidate: pooled k-fold top-1 with its interval, the
+paired difference against the best candidate (lost/gained, exact McNemar), the best epochs and
+the training seconds per fold. The rule: the fastest candidate whose pooled top-1 is within
+RULE_POINTS of the best candidate's and not worse by McNemar (p >= 0.05).
+
+Writes results/choose_defaults.json."""
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import data_path, save  # noqa: E402
+
+from edgetl.core.intervals import paired, top1  # noqa: E402
+from edgetl.models import create_model  # noqa: E402
+from edgetl.training import features, strategy, trial  # noqa: E402
+from edgetl.training.config import TrainConfig  # noqa: E402
+from edgetl.training.data import discover  # noqa: E402
+from edgetl.training.transforms import eval_transform, train_transform  # noqa: E402
+
+CANDIDATES = {                       # name -> TrainConfig overrides of the earlier defaults
+    "20 epochs, top 5 units (earlier default)": {"epochs": 20, "unfreeze": 5},
+    "12 epochs, top 5 units": {"epochs": 12, "unfreeze": 5},
+    "8 epochs, top 5 units": {"epochs": 8, "unfreeze": 5},
+    "12 epochs, top 3 units": {"epochs": 12, "unfreeze": 3},
+    "8 epochs, top 3 units": {"epochs": 8, "unfreeze": 3},
+}
+FOLDS, VIEWS, RULE_POINTS = 3, 3, 0.3
+N_UNITS = 18                         # EfficientNet-Lite0: stem, 16 blocks, head conv
+
+
+def pool_cache(data, out: Path, cfg) -> tuple:
+    """(features [N, VIEWS, ...] of features[:unit] for train + validation, labels, classes,
+    unit, model spec) with the widest candidate's unit."""
+    splits = discover(data, cfg.seed)
+    samples = splits.train + splits.val
+    model, spec = create_model(cfg.model, len(splits.classes), cfg.weights, cfg.dropout)
+    spec = spec.with_size(spec.img_size).with_labels(splits.classes)
+    unit = min(strategy.cache_unit(TrainConfig(**o), len(model.features))
+               for o in CANDIDATES.values())
+    views = [eval_transform(spec)] + [train_transform(spec, cfg)] * (VIEWS - 1)
+    frozen = features.FrozenPart(model, unit, spec.img_size, len(samples) * VIEWS)
+    t0 = time.time()
+    feats, ok, _, hit = features.cached(
+        out / "pool.safetensors", features.cache_key(samples=samples, unit=unit, views=VIEWS,
+                                                     model=cfg.model, seed=cfg.seed),
+        run=frozen, samples=samples, transforms=views, decode={
+            "draft_size": spec.resize_size, "batch_size": 64, "workers": 2, "skip_bad": False},
+        desc="cache train+val")
+    labels = torch.tensor([y for _, y in samples])
+    print(f"cache: {len(samples)} images x {VIEWS} views in {time.time() - t0:.0f} s"
+          f"{' (hit)' if hit else ''}")
+    return feats[ok], labels[ok], splits.classes, unit, model
+
+
+@torch.no_grad()
+def deeper(feats, model, unit: int, to_unit: int) -> torch.Tensor:
+    """The cache run on through the units a recipe keeps frozen (eval mode), once."""
+    units = model.features[unit:to_unit].eval()
+    out = []
+    for b in range(0, len(feats), 256):
+        x = feats[b:b + 256].flatten(0, 1).float().contiguous(memory_format=torch.channels_last)
+        out.append(units(x).to(torch.float16).unflatten(0, (len(x) // VIEWS, VIEWS)))
+    return torch.cat(out)
+
+
+def evaluate(name, overrides, caches, labels, classes, folds, log) -> dict:
+    cfg = TrainConfig(**overrides).validate()
+    unit = strategy.cache_unit(cfg, N_UNITS)
+    correct = torch.zeros(len(labels), dtype=torch.bool)
+    per_fold = []
+    for k, (tr, va) in enumerate(folds):
+        inputs = {"train": (caches[unit][tr], labels[tr]), "val": (caches[unit][va], labels[va])}
+        with tempfile.TemporaryDirectory() as work:
+            r = trial.run(cfg, inputs, classes, unit, work, log)
+        correct[va] = r["correct"]
+        per_fold.append({k2: r[k2] for k2 in ("best_epoch", "epochs_run", "val_top1", "val_n",
+                                              "seconds")})
+        print(f"{name} fold {k + 1}: val {r['val_top1']:.4f} best epoch {r['best_epoch']} "
+              f"in {r['seconds']} s")
+    return {"overrides": overrides, "unit": unit, "pooled": top1(int(correct.sum()), len(labels)),
+            "folds": per_fold, "seconds": round(sum(f["seconds"] for f in per_fold), 1),
+            "correct": correct.tolist()}
+
+
+def choose(results: dict) -> tuple:
+    best = max(results, key=lambda n: results[n]["pooled"]["top1"])
+    for name, r in results.items():
+        r["vs_best"] = {k: v for k, v in paired(results[best]["correct"], r["correct"]).items()}
+    ok = [n for n, r in results.items() if r["vs_best"]["drop_points"] <= RULE_POINTS and
+          r["vs_best"]["p_value"] >= 0.05]
+    return best, min(ok, key=lambda n: results[n]["seconds"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data")
+    ap.add_argument("--out", default="runs/bench-defaults")
+    args = ap.parse_args()
+    data, out = data_path(args.data), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig()
+    feats, labels, classes, unit, model = pool_cache(data, out, cfg)
+    units = {strategy.cache_unit(TrainConfig(**o), N_UNITS) for o in CANDIDATES.values()}
+    caches = {u: feats if u == unit else deeper(feats, model, unit, u) for u in units}
+    folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=cfg.seed)
+                 .split(labels.numpy(), labels.numpy()))
+    log = logging.getLogger("choose_defaults")
+    log.addHandler(logging.StreamHandler())
+    log.setLevel(logging.WARNING)
+    results = {n: evaluate(n, o, caches, labels, classes, folds, log)
+               for n, o in CANDIDATES.items()}
+    best, chosen = choose(results)
+    for r in results.values():
+        r.pop("correct")
+    save("choose_defaults", {
+        "data": str(data), "images": len(labels), "folds": FOLDS, "views": VIEWS,
+        "split_read": "train + validation only (the test split is never read)",
+        "rule": f"the fastest candidate whose pooled k-fold top-1 is within {RULE_POINTS} "
+                "points of the best candidate's and not worse by the exact McNemar test "
+                "(p >= 0.05)", "best": best, "chosen": chosen, "candidates": results})
+    for n, r in results.items():
+        print(f"{n:45s} {r['pooled']['top1']:.4f}  {r['seconds']:7.1f} s  "
+              f"lost/gained vs best {r['vs_best']['lost']}/{r['vs_best']['gained']}")
+    print(f"best: {best}; chosen: {chosen}")
+
+
+if __name__ == "__main__":
+    main()
