@@ -49,7 +49,8 @@ IN_PLACE = {"exporting/bundle.py": "into the export's work folder, which is swap
             "exporting/build_engine.py": "to a temporary name, then renamed",
             "training/digits.py": "the demo's data set, written once",
             "cli.py": "the crash log, a new file of a unique name",
-            "bundle_runner.py": "--json, a file the user names"}
+            "bundle_runner.py": "--json, a file the user names",
+            "page.py": "thumbnails saved into memory buffers; the page through atomic_write"}
 WRITES = ("write_text(", "write_bytes(", "savez", '"w")', '"wb")', ".save(", "savefig(")
 
 

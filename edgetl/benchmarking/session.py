@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import bundle_runner
+from .. import bundle_runner, page
 from ..core import console, documents
 from ..core.errors import ConfigError, RunError
 from ..core.layout import BenchFiles, RunLayout, RunLock
@@ -115,6 +115,8 @@ def benchmark(path, **options) -> dict:
                                     {"settings": settings, "source": str(path)},
                                     o.allow_inconclusive)
     result["out"] = str(files.dir)
+    if run_root and files.dir.resolve() == RunLayout(run_root).bench.dir.resolve():
+        page.refresh_or_warn(run_root)
     return result
 
 

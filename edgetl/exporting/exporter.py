@@ -13,6 +13,7 @@ import torch
 
 from .. import bundle_runner
 from ..core import VERSION, console, documents, intervals
+from .. import page
 from ..core.errors import DataError, ParityError, RunError
 from ..core.files import read_json, sha256, write_json
 from ..core.layout import RunLayout, RunLock, clean_stale_work, is_marked, mark
@@ -60,6 +61,7 @@ def export(run, overwrite=False, **options) -> dict:
             _move_into_place(work.dir, final, layout.export_aside())
         finally:
             shutil.rmtree(work.dir, ignore_errors=True)
+        page.refresh_or_warn(layout.root)
     failed = manifest["failed"]
     if failed:
         raise ParityError("; ".join(failed), manifest)

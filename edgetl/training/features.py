@@ -53,8 +53,11 @@ class FrozenPart:
     "auto" picks onnxruntime once the job is big enough for the export to pay for itself.
     """
 
-    def __init__(self, model, unit, img_size: int, n_images: int, engine: str = "auto"):
-        self.prefix, self.img_size = Prefix(model, unit).eval(), img_size
+    def __init__(self, model, unit, img_size: int, n_images: int, engine: str = "auto",
+                 module: torch.nn.Module = None):
+        """`module`: run that instead of features[:unit] (a teacher's whole model)."""
+        self.prefix = (module or Prefix(model, unit)).eval()
+        self.img_size = img_size
         work = n_images * (img_size / 224) ** 2
         self.engine = engine if engine != "auto" else \
             "onnxruntime" if work >= ONNX_MIN_WORK else "torch"
@@ -83,9 +86,10 @@ class FrozenPart:
 
 class Teacher:
     """A finished run's model on the student's views: the same image tensors, renormalized from
-    the student's mean/std to the teacher's, at the student's size."""
+    the student's mean/std to the teacher's, at the student's size; in onnxruntime, as the
+    frozen part, once the job is big enough (eager PyTorch ran Lite2 at ~15 views/s)."""
 
-    def __init__(self, run_folder, student_spec):
+    def __init__(self, run_folder, student_spec, n_views: int):
         from ..core.errors import ConfigError
         from ..core.layout import RunLayout
         from ..models import load_checkpoint
@@ -97,11 +101,24 @@ class Teacher:
         shape = (1, 3, 1, 1)
         s_mean, s_std, t_mean, t_std = (torch.tensor(v).view(shape) for v in (
             student_spec.mean, student_spec.std, spec.mean, spec.std))
-        self.scale, self.shift = s_std / t_std, (s_mean - t_mean) / t_std
+        self.renormalized = Renormalized(self.model, s_std / t_std, (s_mean - t_mean) / t_std)
         self.sha256, self.model_name = sha256(path), spec.model
+        self.run = FrozenPart(None, None, student_spec.img_size, n_views, module=self.renormalized)
 
-    @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.run(x)
+
+
+class Renormalized(torch.nn.Module):
+    """A model fed tensors normalized with another mean/std: x * scale + shift first."""
+
+    def __init__(self, model, scale, shift):
+        super().__init__()
+        self.model = model
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
+
+    def forward(self, x):
         return self.model(x * self.scale + self.shift)
 
 
@@ -188,7 +205,8 @@ def build_inputs(job, rank) -> dict:
     out, skipped = {"skipped": []}, []
     n_images = (len(splits.train) * cfg.cache_views + len(splits.val) + len(splits.test)) / world
     frozen = FrozenPart(model, unit, spec.img_size, n_images)
-    teacher = Teacher(cfg.teacher, spec) if cfg.teacher else None
+    teacher = Teacher(cfg.teacher, spec, len(splits.train) * cfg.cache_views / world) \
+        if cfg.teacher else None
     if teacher:
         log.info("distilling from %s (%s): its logits cached with every training view",
                  cfg.teacher, teacher.model_name)

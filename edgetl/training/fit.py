@@ -1,6 +1,7 @@
 """The epoch loop: train per the strategy, early stopping on validation top-1, a resumable
 state after every epoch; then the final metrics of the best epoch's weights."""
 import math
+import os
 import time
 
 import numpy as np
@@ -103,7 +104,8 @@ def final_metrics(job, inputs, history, best_epoch, skipped, start) -> dict:
     source = loop.CachedSource(inputs, cfg, 1) if unit else \
         loop.StreamSource(splits, spec, cfg, 1)
     tail = loop.Tail(model, unit)
-    val = summarize(*loop.predict(tail, source.eval_batches("val")), splits.classes)
+    val_logits, val_labels = loop.predict(tail, source.eval_batches("val"))
+    val = summarize(val_logits, val_labels, splits.classes)
     test = summarize(*loop.predict(tail, source.eval_batches("test")), splits.classes) \
         if splits.test else {"top1": None, "n": 0, "ci95": None, "per_class": {},
                              "confusion_matrix": []}
@@ -119,4 +121,20 @@ def final_metrics(job, inputs, history, best_epoch, skipped, start) -> dict:
             "skipped_images": {"count": len(skipped), "files": skipped},
             "ignored_files": [str(p) for p in splits.ignored],
             "cached_from_unit": unit, "history": history,
+            "val_errors": worst_errors(val_logits, val_labels, splits, skipped),
             "wall_seconds": round(time.time() - start, 1)}
+
+
+def worst_errors(logits, labels, splits, skipped, keep: int = 12) -> list:
+    """The validation images the model gets wrong most confidently (path relative to the data
+    root, true and predicted class, the predicted class's probability)."""
+    gone = {s["path"] for s in skipped}
+    paths = [p for p, _ in splits.val if p not in gone]
+    if len(paths) != len(labels):
+        return []
+    prob = torch.softmax(logits, -1)
+    conf, pred = prob.max(-1)
+    wrong = [i for i in torch.argsort(conf, descending=True).tolist() if pred[i] != labels[i]]
+    return [{"path": os.path.relpath(paths[i], splits.root) if splits.root else paths[i],
+             "label": splits.classes[int(labels[i])], "predicted": splits.classes[int(pred[i])],
+             "confidence": round(float(conf[i]), 4)} for i in wrong[:keep]]
