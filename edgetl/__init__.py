@@ -5,6 +5,9 @@
     edgetl.bench(path, **options)        latency and accuracy per build: RUN/bench/, the report
     edgetl.run(data, target, out, ...)   all three against a target profile
     edgetl.demo(out)                     the main job on the embedded digits
+    edgetl.predict(path, images, ...)    photos classified by one build in its runtime
+    edgetl.compare(a, b, ...)            two bench reports, build by build, with intervals
+    edgetl.device_check(device, ...)     what a device lacks for a target's builds
     edgetl.load_checkpoint(path)         (model, spec, extra) from a checkpoint alone
 """
 from .core import VERSION as __version__
@@ -12,7 +15,8 @@ from .core.errors import (ConfigError, DataError, DeviceError, EdgetlError, Mode
                           ParityError, RunError, RuntimeUnavailable)
 from .models import MODELS, ModelSpec, create_model, load_checkpoint
 
-__all__ = ["train", "export", "bench", "run", "demo", "load_checkpoint", "create_model", "ModelSpec",
+__all__ = ["train", "export", "bench", "run", "demo", "predict", "compare", "device_check",
+           "load_checkpoint", "create_model", "ModelSpec",
            "MODELS", "EdgetlError", "DataError", "ModelError", "ConfigError", "RunError",
            "ParityError", "RuntimeUnavailable", "DeviceError"]
 
@@ -45,3 +49,21 @@ def demo(out="runs/demo", **options) -> dict:
     """The main job on the embedded digits dataset (x86-cpu profile)."""
     from .pipeline import demo as _demo
     return _demo(out, **options)
+
+
+def predict(path, images, **options) -> dict:
+    """Classify image files and folders with one build of RUN (or one bundle)."""
+    from .inspecting.predict import predict as _predict
+    return _predict(path, images, **options)
+
+
+def compare(a, b, **options) -> dict:
+    """Two bench reports (files, bench folders or run folders), build by build."""
+    from .inspecting.compare import compare as _compare
+    return _compare(a, b, **options)
+
+
+def device_check(device=None, **options) -> dict:
+    """What DEVICE (or a target's device) lacks for the target's builds."""
+    from .benchmarking.check import device_check as _check
+    return _check(device, **options)

@@ -400,6 +400,8 @@ def open_rgb(path, draft_size: int = 0):
     (draft, never below `draft_size`), EXIF orientation applied, alpha composited on white,
     16-bit and float images scaled to 8 bits."""
     from PIL import Image, ImageOps
+    if str(path).lower().endswith((".heic", ".heif")):
+        _open_heif()
     img = Image.open(path)
     w, h = img.size
     if max(w, h) > MAX_ASPECT * max(1, min(w, h)):
@@ -418,6 +420,15 @@ def open_rgb(path, draft_size: int = 0):
         canvas = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(canvas, img)
     return img.convert("RGB")
+
+
+def _open_heif():
+    """Phones' HEIC/HEIF photos: Pillow reads them once pillow-heif registers its opener."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ValueError("a HEIC/HEIF photo needs pillow-heif: pip install pillow-heif") from None
+    pillow_heif.register_heif_opener()
 
 
 def resize_crop(img, resize_size: int, img_size: int, interpolation: str = "bilinear"):
@@ -800,6 +811,26 @@ BENCH_FLAGS = (
 )
 
 
+def probe() -> dict:
+    """What this machine offers a bundle: Python, numpy, each runtime of RUNTIMES that imports
+    (with its version), `timeout`, CUDA GPUs, the machine; for `edgetl device check`."""
+    import importlib
+    import shutil
+    runtimes = {}
+    for name, r in RUNTIMES.items():
+        try:
+            importlib.import_module(r.module)
+            pkg = importlib.import_module(r.package)
+            runtimes[name] = getattr(pkg, "__version__", None) or getattr(
+                importlib.import_module(r.package + ".version"), "__version__", "unknown")
+            if r.provider and r.provider not in pkg.get_available_providers():
+                runtimes[name] = None          # onnxruntime without that execution provider
+        except Exception:                  # noqa: BLE001 - any import failure: not usable here
+            runtimes[name] = None
+    return {"probe": 1, **_machine(), "runtimes": runtimes,
+            "timeout": shutil.which("timeout") is not None, "cuda_devices": cuda_devices()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="*", help="image files to classify")
@@ -811,7 +842,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-score", dest="score", action="store_false",
                     help="time only (skip the accuracy pass over the bundled set)")
     ap.add_argument("--bundle", default=HERE, help="bundle folder (default: this file's)")
+    ap.add_argument("--probe", action="store_true", help="what this machine offers a bundle "
+                    "(Python, numpy, runtimes, timeout, GPUs); no bundle needed")
     args = ap.parse_args(argv)
+    if args.probe:
+        print(json.dumps(probe()))
+        return 0
     if args.json and os.path.dirname(os.path.abspath(args.json)) == os.path.abspath(args.bundle):
         print(f"usage error: --json {args.json} would land inside the bundle, where every file "
               "must be listed in its manifest: write it elsewhere (e.g. --json ../result.json)",

@@ -1,12 +1,14 @@
 """Command line: parse arguments, call the library, print a summary. No logic of its own.
 
-Every failure ends in one line on stderr and a non-zero exit: a user mistake names the file or
-value and the fix (exit 2); an unexpected error names the log file that holds its traceback."""
+Every failure ends in one line on stderr and a non-zero exit (core/exits.py: one code per kind
+of failure): a user mistake names the file or value and the fix; an unexpected error names the
+log file that holds its traceback."""
 import argparse
 import os
 import sys
 
-from .core.errors import EdgetlError
+from .core import exits
+from .core.errors import EdgetlError, ParityError
 from .core.options import add_flags, split_layers
 from .summaries import (bench_exit, emulator_usage, export_summary, report_summary,
                         train_summary)
@@ -23,7 +25,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (value, problem, where to read more)."""
 
     def error(self, message):
-        self.exit(2, f"edgetl: error: {message} (see '{self.prog} --help')\n")
+        self.exit(exits.BAD_INPUT, f"edgetl: error: {message} (see '{self.prog} --help')\n")
 
 
 def _add_train_options(p, rename=None):
@@ -85,7 +87,36 @@ def build_parser() -> argparse.ArgumentParser:
                    "~/.cache/edgetl/emulated-arm64)")
     e.add_argument("--runtimes", default="tflite-runtime,onnxruntime",
                    help="tflite-runtime, litert, onnxruntime (default: tflite-runtime,onnxruntime)")
+    c = dev.add_parser("check", help="what a device lacks for a target's builds (Python, "
+                       "numpy, runtimes, timeout, GPU), in seconds, before a long run")
+    c.add_argument("device", nargs="?", help="local | ssh://user@host[:port] | adb[:serial] | "
+                   "emulated:arm64 (default: the target's device, else local)")
+    c.add_argument("--target", help="profile whose builds' runtimes the device needs "
+                   "(default: any one runtime will do)")
+    c.add_argument("--python", help="the device's Python (default: the profile's, else python3)")
+    c.add_argument("--ssh-config", help="ssh config file (default: ssh's own)")
+    c.add_argument("--timeout", type=float, default=60.0, help="seconds the device may take "
+                   "to answer (default: 60)")
     sub.add_parser("targets", help="the shipped target profiles: device, builds, budgets")
+    p = sub.add_parser("predict", help="classify photos with one build, in its own runtime, "
+                       "through the bundle's own image path")
+    p.add_argument("path", help="run folder (its RUN/export builds) or one bundle folder")
+    p.add_argument("images", nargs="+", help="image files and folders (read as training reads "
+                   "them; a folder named after a class gives its images' label)")
+    p.add_argument("--build", help="which build of a run (default: the first of "
+                   "tflite-int8, onnx-int8, executorch-int8, tflite-fp32, onnx-fp32 it has)")
+    p.add_argument("--top-k", type=int, default=3, help="classes shown per image (default: 3)")
+    p.add_argument("--runtime", help="runtime of the build's format (default: the bundle's)")
+    p.add_argument("--threads", type=int, help="runtime threads (default: the runtime's)")
+    p.add_argument("--json", help="also write every prediction to this file")
+    p = sub.add_parser("compare", help="two bench reports, build by build: latency ratio and "
+                       "top-1 difference with intervals, and a verdict")
+    p.add_argument("a", help="report A: report.json, a bench folder or a run folder")
+    p.add_argument("b", help="report B (its latency over A's)")
+    p.add_argument("--build-a", help="compare this build of A ... (default: every build and "
+                   "runtime both reports hold)")
+    p.add_argument("--build-b", help="... with this build of B (default: --build-a)")
+    p.add_argument("--json", help="also write the comparison to this file")
     p = sub.add_parser("demo", help="the whole pipeline on the embedded digits dataset")
     p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
     p.add_argument("--target", default="x86-cpu", help="profile to benchmark against")
@@ -116,6 +147,14 @@ def _dispatch(args) -> int:
         from .summaries import targets_summary
         print(targets_summary())
         return 0
+    if args.command in ("predict", "compare"):
+        return _inspect(args)
+    if args.command == "device" and args.action == "check":
+        from .benchmarking.check import check_text, device_check
+        result = device_check(args.device, args.target, args.python, args.ssh_config,
+                              args.timeout)
+        print(check_text(result))
+        return exits.OK if result["ready"] else exits.BAD_INPUT
     if args.command == "device":
         from .benchmarking.emulated import build
         runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
@@ -128,6 +167,24 @@ def _dispatch(args) -> int:
              if k in opts}
     return _job_exit(run(fixed.pop("data"), fixed.pop("target"), fixed.pop("out"), **fixed,
                          **_run_layers(opts)))
+
+
+def _inspect(args) -> int:
+    """predict and compare: a table, the JSON on request; compare's code says if B regressed."""
+    if args.command == "predict":
+        from .inspecting.predict import predict, predict_table
+        result = predict(args.path, args.images, args.build, args.top_k, args.runtime,
+                         args.threads)
+        print(predict_table(result))
+    else:
+        from .inspecting.compare import compare, compare_table
+        result = compare(args.a, args.b, args.build_a, args.build_b)
+        print(compare_table(result))
+    if args.json:
+        from .core.files import write_json
+        write_json(args.json, result)
+        print(f"written: {args.json}")
+    return exits.VERDICT_FAILED if result.get("regressed") else exits.OK
 
 
 def _run_layers(opts: dict) -> dict:
@@ -186,20 +243,23 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except ParityError as e:
+        print(f"edgetl: error: {e}", file=sys.stderr)
+        return exits.INT8_OR_PARITY
     except EdgetlError as e:
         print(f"edgetl: error: {e}", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
     except KeyboardInterrupt:
         print(f"edgetl: {INTERRUPTED[args.command]}", file=sys.stderr)
-        return 130
+        return exits.INTERRUPTED
     except OSError as e:                         # the environment: a read-only or full disk
         where = f" {e.filename}" if e.filename else ""
         print(f"edgetl: error: cannot write or read{where}: {e.strerror or e}; check the "
               "folder's permissions and free space, or choose another --out", file=sys.stderr)
-        return 2
+        return exits.BAD_INPUT
     except Exception as e:                       # a bug: one line + the log of its traceback
         where = _crash_log(e)
         message = " ".join(str(e).split())[:200]
         print(f"edgetl: unexpected error: {e.__class__.__name__}: {message} (traceback in "
               f"{where}; please report it)", file=sys.stderr)
-        return 1
+        return exits.INTERNAL

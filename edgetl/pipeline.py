@@ -7,7 +7,7 @@ from .benchmarking.options import BenchOptions
 from .benchmarking.session import benchmark
 from .benchmarking.targets import load_target
 from .core import documents
-from .core.errors import ParityError, RunError
+from .core.errors import DeviceError, ParityError, RunError
 from .core.files import read_json, sha256
 from .core.layout import RunLayout, RunLock
 from .core.options import make, split_layers
@@ -47,6 +47,7 @@ def run(data, target, out, *, overwrite=False, config=None, train_options=None,
                    **files["export"], **(export_options or {}), **given[1]}
     bench_opts = {**files["bench"], **(bench_options or {}), **given[2],
                   "target": profile.path}
+    _device_ready(profile, bench_opts)              # seconds now, not after the training
     skipped, result = [], {}
     with RunLock(out):
         if not overwrite and _train_up_to_date(layout, data, wanted):
@@ -81,6 +82,21 @@ def demo(out="runs/demo", target="x86-cpu", overwrite=False, **overrides) -> dic
     return run(data, target, out, overwrite=overwrite,
                train_options={"img_size": 64, **settings}, export_options=DEMO_EXPORT,
                bench_options=DEMO_BENCH)
+
+
+def _device_ready(profile, bench_opts: dict) -> None:
+    """`edgetl device check` of the bench's device for the profile's builds; one line naming
+    what is missing, and the fix, before anything is trained."""
+    from .benchmarking.check import device_check
+    device = bench_opts.get("device")
+    result = device_check(device, profile.path, bench_opts.get("python"),
+                          bench_opts.get("ssh_config"))
+    if not result["ready"]:
+        missing = "; ".join(f"{c['what']}: {c['detail']}" + (f" ({c['fix']})" if c["fix"] else "")
+                            for c in result["checks"] if not c["ok"])
+        raise DeviceError(f"{result['device']} is not ready for {profile.name}: {missing}; "
+                          f"nothing was trained (edgetl device check {result['device']} "
+                          f"--target {profile.name} says the same)")
 
 
 def _train_up_to_date(layout, data, wanted: dict) -> bool:

@@ -1,6 +1,7 @@
 """What the CLI prints after each stage: short tables that fit a 100-column terminal."""
 import sys
 
+from .core import exits
 from .core.console import render
 
 NOT_HELD_OUT = ("no test split: these top-1s are on the validation split, which early stopping "
@@ -94,7 +95,7 @@ def report_summary(report: dict) -> str:
 
 
 def bench_exit(result: dict) -> int:
-    """Print the bench table; exit 1 if a build failed or a target's budget was missed."""
+    """Print the bench table; VERDICT_FAILED if a build failed or a target's budget was missed."""
     from .benchmarking.table import table
     print(table(result))
     print(f"report: {result['out']}/report.md")
@@ -106,8 +107,8 @@ def bench_exit(result: dict) -> int:
         print(f"edgetl: target {result['target']['name']} FAILED: " + "; ".join(
             f"{c['build']}: {c['reason']}" for c in result["verdict"]["checks"]
             if not c["passed"]), file=sys.stderr)
-        return 1
-    return 1 if failed else 0
+        return exits.VERDICT_FAILED
+    return exits.VERDICT_FAILED if failed else exits.OK
 
 
 def emulator_usage(launcher, arch: str, folder) -> str:

@@ -208,7 +208,8 @@ def test_an_unexpected_error_is_one_line_with_the_log_of_its_traceback(tmp_path,
         raise ZeroDivisionError("simulated bug\nwith two lines")
     monkeypatch.setattr(trainer, "train", broken)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert cli.main(["train", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    from edgetl.core import exits
+    assert cli.main(["train", str(tmp_path), "--out", str(tmp_path / "r")]) == exits.INTERNAL
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "ZeroDivisionError: simulated bug with two lines" in err[0]
     log = err[0].split("traceback in ")[1].split(";")[0]

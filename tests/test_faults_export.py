@@ -41,7 +41,7 @@ def test_qat_on_fewer_images_than_a_batch_finishes(small_run, tmp_path):
     res = subprocess.run([sys.executable, "-m", "edgetl", "export", str(run), "--formats", "onnx",
                           "--precision", "int8", "--qat-epochs", "2", "--bundle-size", "4"],
                          capture_output=True, text=True, timeout=300)
-    assert res.returncode in (0, 2), res.stderr[-2000:]     # 2: a parity miss, reported
+    assert res.returncode in (0, 3), res.stderr[-2000:]     # 3: a parity miss, reported
     assert (run / "export" / "manifest.json").is_file() and time.time() - t0 < 300
     log = (run / "export" / "export.log").read_text()
     assert "QAT: 1 steps (2.00 epochs" in log

@@ -2,6 +2,7 @@
 a Pi-like Python), its failure modes, and the adb benchmark_model parser on real output."""
 import getpass
 import subprocess
+import time
 
 import pytest
 
@@ -227,3 +228,26 @@ def test_a_bundle_of_an_older_edgetl_is_checked_and_measured_as_it_is(exported, 
                             python=str(pi_like_venv), out=tmp_path / "b", **QUICK)["results"][0]
     assert row["status"] == "ok", row
     assert (bundle / "run.py").read_text() == older       # not replaced, here or there
+
+
+def test_device_check_says_what_a_device_lacks_before_a_long_run(sshd, pi_like_venv, tmp_path,
+                                                                  image_folder):
+    """`edgetl device check` over a real SSH connection to a Pi-like Python (numpy<2 and
+    tflite-runtime only): ready for the Pi profile; for the Jetson's, TensorRT and a GPU are
+    named with their fix; `edgetl run` refuses before training when the device is not ready."""
+    from conftest import cli, one_line
+    ssh = ["--ssh-config", sshd["config"](), "--python", str(pi_like_venv)]
+    res = cli("device", "check", "ssh://edge-device", "--target", "raspberry-pi-5", *ssh)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "ssh://edge-device: ready" in res.stdout and "runtime tflite-runtime: 2.14.0" \
+        in res.stdout and "numpy: 1." in res.stdout
+    res = cli("device", "check", "ssh://edge-device", "--target", "jetson-orin-nano", *ssh)
+    assert res.returncode == 2 and "NOT ready" in res.stdout
+    assert "MISSING runtime tensorrt: not installed  -> JetPack: sudo apt install " \
+        "python3-libnvinfer" in res.stdout and "MISSING CUDA GPU: 0 device(s)" in res.stdout
+    t0 = time.time()
+    line = one_line(cli("run", image_folder, "--target", "raspberry-pi-5", "--out",
+                        tmp_path / "run", "--device", "ssh://edge-device", "--ssh-config",
+                        sshd["config"](), "--python", "/nonexistent/python3", "--epochs", "1"))
+    assert "is not ready for raspberry-pi-5" in line and "nothing was trained" in line
+    assert time.time() - t0 < 60 and not (tmp_path / "run" / "train").exists()

@@ -192,6 +192,23 @@ class AdbDevice(Device):
     def accepts(self, fmt) -> bool:
         return fmt.phone_tool in PHONE_TOOLS
 
+    def probe(self, how) -> dict:
+        """Whether the phone answers and which timing tools are on it (executable, at their
+        default places)."""
+        adb = ["adb"] + (["-s", self.host] if self.host else [])
+        tools = {name: t.binary for name, t in PHONE_TOOLS.items()}
+        shell = "; ".join(f"[ -x {shlex.quote(b)} ] && echo {n}=yes || echo {n}=no"
+                          for n, b in tools.items())
+        out = _adb(self, [*adb, "shell", shell], min(how.timeout, 30), "", PHONE_TOOLS[
+            next(iter(PHONE_TOOLS))])
+        have = dict(re.findall(r"(\w+)=(yes|no)", out))
+        return {"probe": 1, "machine": "android", "timeout": None, "cuda_devices": 0,
+                "python": None, "numpy": None, "runtimes": {
+                    PHONE_TOOLS[n].runtime: (n if have.get(n) == "yes" else None)
+                    for n in tools}, "install": {
+                    t.runtime: f"{t.fetch}, adb push it to {t.binary} and chmod +x it"
+                    for t in PHONE_TOOLS.values()}}
+
     def run(self, folder, manifest, trial, how) -> dict:
         fmt = FORMATS[manifest["format"]]
         if not self.accepts(fmt):

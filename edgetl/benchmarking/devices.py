@@ -46,13 +46,24 @@ class Device:
         """The report's machine block: the device's own facts, then this host's."""
         return {"device": str(self), **(measured or {}), "host": here}
 
+    def probe(self, how) -> dict:
+        """What the device offers a bundle (the runner's --probe, run there as a bundle is)."""
+        import tempfile
+        with tempfile.TemporaryDirectory() as empty:
+            return self.run_runner(Path(empty), ["--probe"], how)
+
+    def run_runner(self, folder: Path, args: list, how) -> dict:
+        raise NotImplementedError
+
 
 class LocalDevice(Device):
     is_local = True
 
     def run(self, folder, manifest, trial, how) -> dict:
-        return run_local(folder, runner_args(trial, how.threads), how.timeout, how.python,
-                         how.threads)
+        return self.run_runner(folder, runner_args(trial, how.threads), how)
+
+    def run_runner(self, folder, args, how) -> dict:
+        return run_local(folder, args, how.timeout, how.python, how.threads)
 
     def machine(self, measured, here) -> dict:
         return {**here, **(measured or {}), "device": "local"}

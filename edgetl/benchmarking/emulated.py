@@ -212,8 +212,10 @@ class EmulatedDevice(Device):
         return not fmt.needs_gpu and any(rt in WHEELS for rt in fmt.runtimes)
 
     def run(self, folder, manifest, trial, how) -> dict:
-        return run_emulated(self, folder, runner_args(trial, how.threads), how.timeout,
-                            how.threads, how.emulated_cpu)
+        return self.run_runner(folder, runner_args(trial, how.threads), how)
+
+    def run_runner(self, folder, args, how) -> dict:
+        return run_emulated(self, folder, args, how.timeout, how.threads, how.emulated_cpu)
 
     def machine(self, measured, here) -> dict:
         return {"device": str(self), "processor": f"{(measured or {}).get('machine', '')} "

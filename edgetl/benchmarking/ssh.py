@@ -99,5 +99,8 @@ class SSHDevice(Device):
     uses_profile_python = True
 
     def run(self, folder, manifest, trial, how) -> dict:
-        return run_ssh(self, folder, runner_args(trial, how.threads), how.timeout,
-                       how.python or "python3", how.ssh_config, how.threads)
+        return self.run_runner(folder, runner_args(trial, how.threads), how)
+
+    def run_runner(self, folder, args, how) -> dict:
+        return run_ssh(self, folder, args, how.timeout, how.python or "python3", how.ssh_config,
+                       how.threads)

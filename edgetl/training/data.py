@@ -4,7 +4,7 @@ data root), bad-image checks, and the one DataLoader builder every stage uses.
 Accepted layouts: train/ + validation/ (or val/) [+ test/], each holding one folder per class;
 train/ + test/, whose validation split edgetl carves out of train/ (15%, stratified, seeded); or
 one level of class folders (or train/ alone) that edgetl splits itself (70/15/15, stratified,
-seeded). Hidden folders (a leading dot) and the system folders in SYSTEM_FOLDERS are never
+seeded). Hidden folders (a leading dot) and the system folders (core/folders.py) are never
 read; files without an image extension (Thumbs.db, notes.txt) are ignored and listed. A folder
 reached twice (a link loop) is read once, and every image file counts once, whatever its path.
 """
@@ -21,13 +21,11 @@ from PIL import Image, UnidentifiedImageError
 from ..bundle_runner import open_rgb
 from ..core.errors import DataError
 from ..core.files import read_json, write_json
+from ..core.folders import IMAGE_EXTS, files_below, hidden
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val"), "test": ("test",)}
 DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
                  Image.DecompressionBombError)
-SYSTEM_FOLDERS = {"@eaDir", "__MACOSX", "__pycache__", "@Recycle", "#recycle", "$RECYCLE.BIN",
-                  "System Volume Information", "lost+found"}
 CARVED_VAL = 0.15          # of train/, when a data set has train/ + test/ but no validation/
 
 
@@ -53,34 +51,12 @@ class Splits:
                 "ignored": [rel(p) for p in self.ignored], "skipped": self.skipped}
 
 
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name in SYSTEM_FOLDERS
-
-
-def _files(folder: Path, seen: set, above: tuple = ()) -> list:
-    """Every file below `folder`, skipping hidden and system folders and files. A link back to
-    a folder above (a loop) is not followed; `seen` holds the real paths already read, so a
-    file or folder reached twice counts once."""
-    out, above = [], above + (os.path.realpath(folder),)
-    for entry in sorted(folder.iterdir()):
-        real = os.path.realpath(entry)
-        if _hidden(entry.name) or real in seen or any(real == a or a.startswith(real + os.sep)
-                                                       for a in above):
-            continue
-        seen.add(real)
-        if entry.is_dir():
-            out += _files(entry, seen, above)
-        elif entry.is_file():
-            out.append(entry)
-    return out
-
-
 def _class_folders(root: Path, ignored: list, seen: set = None) -> dict:
     found, seen = {}, set() if seen is None else seen
     for d in sorted(root.iterdir()):
-        if not d.is_dir() or _hidden(d.name):
+        if not d.is_dir() or hidden(d.name):
             continue
-        files = _files(d, seen, (os.path.realpath(root),))
+        files = files_below(d, seen, (os.path.realpath(root),))
         images = [str(p) for p in files if p.suffix.lower() in IMAGE_EXTS]
         ignored += [str(p) for p in files if p.suffix.lower() not in IMAGE_EXTS]
         if not images:

@@ -1,0 +1,79 @@
+"""`edgetl train DATA` with the earlier code and with this code, back to back on one machine, in
+fresh processes, default settings both: wall seconds, the time per phase (the cache pass per
+split, the epochs, the rest) read from each run's own log and metrics, and validation top-1
+(the split the defaults are judged on; test top-1 is recorded as the runs report it).
+
+The earlier code is a checkout given by --before (default commit: 7a5b4b2, where the issue
+measured 753 s on a Xeon):
+  git worktree add /tmp/before 7a5b4b2
+  python benchmarks/train_speed.py --before /tmp/before
+--rounds N alternates before/after N times (the machine's speed drifts: the pairs show by how
+much). Writes results/train_speed.json."""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import data_path, save  # noqa: E402
+
+CODE = Path(__file__).resolve().parent.parent
+CACHE_LINE = re.compile(r"cached (\w+): .* in (\d+) s")
+
+
+def train(code: Path, data: Path, out: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    t0 = time.time()
+    rc = subprocess.call([sys.executable, "-m", "edgetl", "train", str(data), "--out", str(out),
+                          "--overwrite"], env=env, cwd=code)
+    wall = time.time() - t0
+    if rc:
+        sys.exit(f"edgetl train with {code} exited {rc}")
+    m = json.loads((out / "train" / "metrics.json").read_text())
+    log = (out / "train" / "train.log").read_text()
+    cache = {s: int(t) for s, t in CACHE_LINE.findall(log)}
+    epochs = sum(h["seconds"] for h in m["history"])
+    return {"wall_seconds": round(wall, 1), "phases_seconds": {
+        "cache": cache, "epochs": round(epochs, 1),
+        "other": round(wall - epochs - sum(cache.values()), 1)},
+        "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
+        "val_top1": m["val"]["top1"], "val_n": m["val"]["n"],
+        "test_top1": m["test"]["top1"], "settings": {k: v for k, v in json.loads(
+            (out / "train" / "config.json").read_text()).items() if k != "spec"}}
+
+
+def commit(code: Path) -> str:
+    got = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    return got.stdout.strip() or "unknown (not a git checkout)"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data")
+    ap.add_argument("--before", default="/tmp/before", help="checkout of the earlier code")
+    ap.add_argument("--out", default="runs/bench-train-speed")
+    ap.add_argument("--rounds", type=int, default=1)
+    args = ap.parse_args()
+    data, before, out = data_path(args.data), Path(args.before).resolve(), Path(args.out).resolve()
+    if not (before / "edgetl" / "__init__.py").is_file():
+        sys.exit(f"{before} is no edgetl checkout: git worktree add {before} 7a5b4b2")
+    rounds = []
+    for r in range(args.rounds):
+        rounds.append({name: train(code, data, out / f"{name}{r}") for name, code in
+                       (("before", before), ("after", CODE))})
+        b, a = rounds[-1]["before"], rounds[-1]["after"]
+        rounds[-1]["speed_up"] = round(b["wall_seconds"] / a["wall_seconds"], 3)
+        rounds[-1]["val_images_gained"] = round((a["val_top1"] - b["val_top1"]) * a["val_n"])
+        print(f"round {r + 1}: before {b['wall_seconds']} s, after {a['wall_seconds']} s, "
+              f"{rounds[-1]['speed_up']}x; val {b['val_top1']:.4f} -> {a['val_top1']:.4f}")
+    save("train_speed", {"data": str(data), "before_commit": commit(before),
+                         "after_commit": commit(CODE), "rounds": rounds})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What a user does with finished builds and reports: classify photos, compare two benches."""
