@@ -1,10 +1,15 @@
 """The whole chain on clothing-small with the x86-cpu profile, as a user runs it:
 `edgetl run DATA --target x86-cpu` (fine-tune -> QAT -> export -> bench). Records each stage's
 wall time, the int8 decision (validation drop, mitigation, float blocks), every build's held-out
-top-1 and drop against fp32, the bench rows with their int8 speed-ups, and this CPU."""
+top-1 and drop against fp32, the bench rows with their int8 speed-ups, and this CPU. Then, as a
+user checks the result: `edgetl predict` of the test photos with the int8 TFLite build (its
+top-1 against the export's), a second `edgetl bench` and `edgetl compare` of the two benches
+and of fp32 against int8, and a screenshot of RUN/report.html in headless Chromium
+(results/clothing_run_page.png)."""
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -52,7 +57,42 @@ def main():
                                        "budget", "shipped_step", "mitigation", "float_blocks",
                                        "rule")},
         "verdict": report.get("verdict"), "machine_peak": report["machine"].get("peak"),
-        "bench_settings": report["settings"], "flips": report.get("flips"), "rows": rows})
+        "bench_settings": report["settings"], "flips": report.get("flips"), "rows": rows,
+        "after": user_checks(out, data_path(args.data), export)})
+
+
+def _json_of(args: list, path: Path) -> dict:
+    wall, rc = timed_cli([*args, "--json", str(path)])
+    return {"command": "edgetl " + " ".join(args[:2]) + " ...", "exit_code": rc,
+            "wall_seconds": round(wall, 1), **json.loads(path.read_text())}
+
+
+def user_checks(out: Path, data: Path, export: dict) -> dict:
+    predicted = _json_of(["predict", str(out), str(data / "test"), "--build", "tflite-int8"],
+                         out / "predict.json")
+    measured = next(a for a in export["artifacts"] if a["name"] == "tflite-int8")
+    _, rc = timed_cli(["bench", str(out), "--out", str(out / "bench-again")])
+    again = _json_of(["compare", str(out), str(out / "bench-again")], out / "compare.json")
+    int8 = _json_of(["compare", str(out), str(out), "--build-a", "tflite-fp32", "--build-b",
+                     "tflite-int8"], out / "compare-int8.json")
+    shot = Path(__file__).resolve().parent / "results" / "clothing_run_page.png"
+    chromium = shutil.which("chromium")
+    if chromium:
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", "--window-size=1280,5600",
+                        f"--screenshot={shot}", (out / "report.html").resolve().as_uri()],
+                       capture_output=True, timeout=120)
+    return {"predict_tflite_int8": {"accuracy": predicted["accuracy"],
+                                    "images": len(predicted["predictions"]),
+                                    "export_held_out_top1": measured["test_top1"],
+                                    "images_apart": round(abs(predicted["accuracy"]["top1"] -
+                                                              measured["test_top1"]) *
+                                                          len(predicted["predictions"]), 2)},
+            "second_bench_exit_code": rc,
+            "compare_two_benches": {r["a"]: r["latency"] for r in again["rows"]},
+            "compare_warnings": again["warnings"],
+            "compare_fp32_vs_int8": int8["rows"][0]["latency"],
+            "page_screenshot": str(shot.name) if chromium and shot.is_file() else None}
 
 
 if __name__ == "__main__":
