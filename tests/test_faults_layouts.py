@@ -33,7 +33,8 @@ def test_a_run_trained_with_other_settings_is_never_served_as_current(tmp_path):
     profile = tmp_path / "tiny.toml"
     profile.write_text(PROFILE)
     edgetl.train(data, tmp_path / "run", img_size=32, epochs=1, **OPTIONS)
-    with pytest.raises(edgetl.RunError, match="epochs 1 -> 20"):
+    from edgetl.training.config import TrainConfig
+    with pytest.raises(edgetl.RunError, match=f"epochs 1 -> {TrainConfig().epochs}"):
         edgetl.run(data, profile, tmp_path / "run", train_options=OPTIONS)
     for other in ({"lr": 0.05}, {"strategy": "feature-extract"}, {"unfreeze": 2}):
         with pytest.raises(edgetl.RunError, match="other settings"):

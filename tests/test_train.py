@@ -226,6 +226,10 @@ def test_demo_runs_the_whole_pipeline_on_the_embedded_digits(tmp_path, capfd):
         [(b.build, b.runtime) for b in profile.builds]
     assert all(r["status"] == "ok" for r in report["results"])
     assert (tmp_path / "demo/bench/report.md").is_file()
+    from test_page import SECTIONS, open_in_chromium     # the demo's page, in a real browser
+    seen = open_in_chromium(tmp_path / "demo" / "report.html", tmp_path)
+    assert seen["rendered"] == list(SECTIONS) and seen["broken_images"] == 0, seen
+    assert seen["console"] == [] and seen["requests"] == [], seen
 
 
 def test_a_student_learns_from_a_teachers_logits_computed_once_per_cached_view(image_folder,
