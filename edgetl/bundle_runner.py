@@ -811,13 +811,16 @@ BENCH_FLAGS = (
 )
 
 
-def probe() -> dict:
-    """What this machine offers a bundle: Python, numpy, each runtime of RUNTIMES that imports
-    (with its version), `timeout`, CUDA GPUs, the machine; for `edgetl device check`."""
+def probe(names=()) -> dict:
+    """What this machine offers a bundle: Python, numpy, each runtime of `names` (default:
+    all of RUNTIMES) that imports, with its version, `timeout`, CUDA GPUs, the machine; for
+    `edgetl device check`."""
     import importlib
     import shutil
     runtimes = {}
     for name, r in RUNTIMES.items():
+        if names and name not in names:
+            continue
         try:
             importlib.import_module(r.module)
             pkg = importlib.import_module(r.package)
@@ -842,11 +845,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-score", dest="score", action="store_false",
                     help="time only (skip the accuracy pass over the bundled set)")
     ap.add_argument("--bundle", default=HERE, help="bundle folder (default: this file's)")
-    ap.add_argument("--probe", action="store_true", help="what this machine offers a bundle "
-                    "(Python, numpy, runtimes, timeout, GPUs); no bundle needed")
+    ap.add_argument("--probe", nargs="?", const="", metavar="RUNTIMES",
+                    help="what this machine offers a bundle (Python, numpy, the runtimes given "
+                    "comma-separated, default all; timeout, GPUs); no bundle needed")
     args = ap.parse_args(argv)
-    if args.probe:
-        print(json.dumps(probe()))
+    if args.probe is not None:
+        print(json.dumps(probe([n for n in args.probe.split(",") if n])))
         return 0
     if args.json and os.path.dirname(os.path.abspath(args.json)) == os.path.abspath(args.bundle):
         print(f"usage error: --json {args.json} would land inside the bundle, where every file "

@@ -48,8 +48,8 @@ def test_every_build_is_timed_and_scored_in_its_runtime(exported, report):
 def test_a_second_bench_keeps_the_first_report(exported, report):
     run, _ = exported
     session.benchmark(run / "export" / "onnx-fp32", out=run / "bench", **QUICK)
-    history = list((run / "bench" / "history").glob("*/report.json"))
-    assert history and json.loads(history[0].read_text())["recorded"] == report["recorded"]
+    history = list((run / "bench" / "history").glob("*/report.json"))  # other tests' too
+    assert report["recorded"] in [json.loads(h.read_text())["recorded"] for h in history]
 
 
 def _profile(tmp_path, budget_ms, min_top1=0.0, builds=(("onnx-fp32", "onnxruntime"),)):

@@ -101,7 +101,8 @@ def test_compare_two_benches_of_a_real_run(exported, tmp_path):
     verdict of the three."""
     run, _ = exported
     from edgetl.benchmarking import session
-    session.benchmark(run, out=tmp_path / "bench", warmup=1, iters=5, trials=3)
+    session.benchmark(run, out=tmp_path / "bench", runtimes="litert", warmup=1, iters=5,
+                      trials=3)
     res = cli("compare", tmp_path / "bench", tmp_path / "bench" / "report.json")
     assert res.returncode == 0 and "tflite-int8 (litert) vs tflite-int8 (litert): p50 x1.00" \
         in res.stdout and "no detectable change" in res.stdout

@@ -44,7 +44,7 @@ def test_the_report_page_renders_every_section_offline(exported, tmp_path):
     run, _ = exported
     page = run / "report.html"
     assert page.is_file()                              # written by train, refreshed by export
-    session.benchmark(run, warmup=1, iters=5, trials=2)
+    session.benchmark(run, runtimes="litert", warmup=1, iters=5, trials=2)
     seen = open_in_chromium(page, tmp_path)
     assert seen["rendered"] == list(SECTIONS), seen
     assert seen["broken_images"] == 0 and seen["console"] == [] and seen["requests"] == [], seen

@@ -192,7 +192,7 @@ class AdbDevice(Device):
     def accepts(self, fmt) -> bool:
         return fmt.phone_tool in PHONE_TOOLS
 
-    def probe(self, how) -> dict:
+    def probe(self, how, runtimes=()) -> dict:
         """Whether the phone answers and which timing tools are on it (executable, at their
         default places)."""
         adb = ["adb"] + (["-s", self.host] if self.host else [])

@@ -38,7 +38,7 @@ def check(device, how, runtimes: list) -> dict:
     """{"device", "ready", "checks": [{"what", "ok", "detail", "fix"}], "probe"} for a Device
     that should run `runtimes` (empty: any one runtime will do)."""
     try:
-        found = device.probe(how)
+        found = device.probe(how, runtimes)
     except DeviceError as e:
         return {"device": str(device), "ready": False, "probe": None,
                 "checks": [_line("device answers", False, str(e), "")]}

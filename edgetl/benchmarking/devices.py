@@ -46,11 +46,12 @@ class Device:
         """The report's machine block: the device's own facts, then this host's."""
         return {"device": str(self), **(measured or {}), "host": here}
 
-    def probe(self, how) -> dict:
-        """What the device offers a bundle (the runner's --probe, run there as a bundle is)."""
+    def probe(self, how, runtimes=()) -> dict:
+        """What the device offers a bundle (the runner's --probe, run there as a bundle is), for
+        `runtimes` (default: every runtime the runner knows)."""
         import tempfile
         with tempfile.TemporaryDirectory() as empty:
-            return self.run_runner(Path(empty), ["--probe"], how)
+            return self.run_runner(Path(empty), [f"--probe={','.join(runtimes)}"], how)
 
     def run_runner(self, folder: Path, args: list, how) -> dict:
         raise NotImplementedError
