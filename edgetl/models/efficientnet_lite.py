@@ -46,35 +46,21 @@ class SameConv(nn.Conv2d):
         super().__init__(cin, cout, k, stride, padding=0 if stride > 1 else (k - 1) // 2,
                          groups=groups, bias=False)
 
-    def forward(self, x, weight=None, bias=None):
+    def forward(self, x):
         if self.stride[0] > 1:
             k, s = self.kernel_size[0], self.stride[0]
             ph = max((math.ceil(x.shape[-2] / s) - 1) * s + k - x.shape[-2], 0)
             pw = max((math.ceil(x.shape[-1] / s) - 1) * s + k - x.shape[-1], 0)
             x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        return self._conv_forward(x, self.weight if weight is None else weight, bias)
+        return super().forward(x)
 
 
 class ConvBNAct(nn.Sequential):
-    """Conv, BatchNorm, ReLU6. `fused` (set by training on units whose BatchNorm keeps its
-    statistics): while gradients flow, the BatchNorm is applied as the per-channel affine map it
-    then is, folded into the convolution's weight and bias, the same function with the same
-    parameters and gradients, without a BatchNorm pass over the activations."""
-    fused = False
-
     def __init__(self, cin, cout, k=1, stride=1, groups=1, act=True):
         layers = [SameConv(cin, cout, k, stride, groups), nn.BatchNorm2d(cout, eps=BN_EPS)]
         if act:
             layers.append(nn.ReLU6())
         super().__init__(*layers)
-
-    def forward(self, x):
-        conv, bn = self[0], self[1]
-        if not (self.fused and not bn.training and torch.is_grad_enabled()):
-            return super().forward(x)
-        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-        y = conv(x, conv.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale)
-        return self[2](y) if len(self) > 2 else y
 
 
 class MBConv(nn.Module):

@@ -60,10 +60,6 @@ def set_trainable(model, unit: int, update_bn: bool = True) -> None:
         layer.train(i >= unit)
     if not update_bn:
         model.features.apply(lambda m: m.eval() if isinstance(m, torch.nn.BatchNorm2d) else None)
-    for i, layer in enumerate(model.features):      # fixed statistics: BatchNorm folds into
-        for m in layer.modules():                   # the convolution while it trains
-            if hasattr(type(m), "fused"):
-                m.fused = i >= unit and not update_bn
     for m in (model.neck, model.dropout, model.classifier):
         m.requires_grad_(True)
         m.train(True)
