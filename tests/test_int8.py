@@ -180,7 +180,11 @@ def test_a_real_miss_mitigates_in_order_ships_the_best_step_and_fails_when_it_st
     assert "points of top-1 on the validation split" in again["export_error"]
     verdict = again["bench"]["verdict"]
     assert not verdict["passed"] and verdict["checks"][0]["build"] == "export"
-    assert "lost 7" in verdict["checks"][0]["reason"]
+    # one failed check per export failure: the miss is one (on some CPUs this saturated graph
+    # also misses parity in onnxruntime, a second failure of its own)
+    export_checks = [c for c in verdict["checks"] if c["build"] == "export"]
+    assert all(not c["passed"] for c in export_checks)
+    assert any("lost 7" in c["reason"] for c in export_checks)
 
 
 def test_the_onnxruntime_build_runs_integer_end_to_end_and_equals_the_tensorrt_form(exported):

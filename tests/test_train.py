@@ -222,6 +222,8 @@ def test_demo_runs_the_whole_pipeline_on_the_embedded_digits(tmp_path, capfd):
     from edgetl.benchmarking.targets import load_target
     profile = load_target("x86-cpu")               # ExecuTorch's optional rows: installed here
     assert report["target"]["name"] == "x86-cpu" and not profile.left_out
+    checks = report["verdict"]["checks"]
+    assert not [c["reason"] for c in checks if c["build"] == "export"]   # the export's gates
     assert [(c["build"], c["runtime"]) for c in report["verdict"]["checks"]] == \
         [(b.build, b.runtime) for b in profile.builds]
     assert all(r["status"] == "ok" for r in report["results"])
@@ -277,6 +279,8 @@ def test_search_tries_recipes_within_its_budget_and_chooses_on_validation(image_
     handed, real_run = [], trial.run           # the real trials, their inputs' keys noted
     monkeypatch.setattr(trial, "run", lambda cfg, inputs, *a: handed.append(sorted(inputs))
                         or real_run(cfg, inputs, *a))
+    # short recipes, so that the 20 s budget holds several trials on a slow or busy CPU too
+    monkeypatch.setattr(search, "SPACE", {**search.SPACE, "epochs": (2, 3)})
     m = edgetl.train(image_folder, tmp_path / "run", **{**FAST, "epochs": 2, "search": 20})
     record = json.loads((tmp_path / "run/train/search.json").read_text())
     trials = record["trials"]
