@@ -47,6 +47,7 @@ class Int8:
     info: dict
     report: dict
     steps: list = field(default_factory=list)
+    val_logits: object = None      # the shipped graph's logits on the validation images
 
     @property
     def float_blocks(self) -> list:
@@ -74,8 +75,8 @@ def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
     if opts.float_blocks:                           # asked for: float from the start
         attempt.float_blocks = list(opts.float_blocks)
         graph = attempt.shipped()
-    steps = [_measure("base", attempt, graph, val, log, opts.max_int8_drop)]
-    kept = [attempt.snapshot(graph)]
+    row, logits = _measure("base", attempt, graph, val, log, opts.max_int8_drop)
+    steps, kept, val_logits = [row], [attempt.snapshot(graph)], [logits]
     report = quant_report.analyse(graph, attempt.probe)
     for line in quant_report.summary_lines(report):
         log.info("%s", line)
@@ -83,8 +84,10 @@ def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
         if not opts.mitigate or steps[-1]["budget"] != MISSED:
             break
         graph = run()
-        steps.append(_measure(step, attempt, graph, val, log, opts.max_int8_drop))
+        row, logits = _measure(step, attempt, graph, val, log, opts.max_int8_drop)
+        steps.append(row)
         kept.append(attempt.snapshot(graph))
+        val_logits.append(logits)
     best = min(range(len(steps)), key=lambda i: (steps[i]["val_drop_points"], i))
     graph = attempt.restore(kept[best])
     if best != len(steps) - 1:
@@ -113,7 +116,7 @@ def quantize(model, spec, cfg, splits, work, log, opts, val) -> Int8:
             "mitigation": steps[1:], "max_int8_drop": opts.max_int8_drop, "rule": RULE,
             "seconds": round(time.time() - t0, 1)}
     save_graph(work.int8_graph, attempt.converted, info)
-    return Int8(graph, info, report, steps)
+    return Int8(graph, info, report, steps, val_logits[best])
 
 
 def calibration_set(opts, splits, n_classes: int, seed: int) -> list:
@@ -244,9 +247,11 @@ def check_blocks(model, names) -> None:
                           f"{known[0]} ... {known[-2]}, {known[-1]}")
 
 
-def _measure(step: str, attempt: _Attempt, graph, val, log, budget) -> dict:
+def _measure(step: str, attempt: _Attempt, graph, val, log, budget) -> tuple:
+    """(the step's row, the graph's logits on the validation images)."""
     images, labels, fp32_logits = val
-    int8_pred = torch_logits(graph, images, attempt.spec).argmax(-1)
+    int8_logits = torch_logits(graph, images, attempt.spec)
+    int8_pred = int8_logits.argmax(-1)
     fp32_pred = fp32_logits.argmax(-1)
     evidence = paired(fp32_pred == labels, int8_pred == labels)
     row = {"step": step, "method": attempt.method, "qat_epochs": attempt.qat_epochs,
@@ -259,7 +264,7 @@ def _measure(step: str, attempt: _Attempt, graph, val, log, budget) -> dict:
              "%d; exact p=%.3g): %s", step, row["val_int8_top1"], row["val_fp32_top1"],
              row["val_drop_points"], evidence["lost"], evidence["gained"], len(labels),
              evidence["p_value"], row["budget"])
-    return row
+    return row, int8_logits
 
 
 def report_batches(calib, spec, size=REPORT_IMAGES, batch=8) -> list:

@@ -5,7 +5,9 @@ QAT here is two steps on one fake-quantized graph (batch norm folded first):
    crops), then frozen; augmented training batches would widen them and cost precision;
 2. weights: SGD at a low, cosine-decayed LR through the fake quantizers (straight-through
    gradients) towards the float model's own predictions (distillation), so the weights settle
-   on the int8 grid where they change the outputs least. More epochs can follow.
+   on the int8 grid where they change the outputs least. More epochs can follow. The units that
+   fine-tuning kept frozen keep their weights here too: no gradient flows below the first unit
+   that trained, which spares the backward pass through the network's high-resolution end.
 Calibrated but untrained, the graph is exactly the PTQ model; QAT only adds.
 """
 import copy
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from ..core.console import bar as progress
 from ..training.data import loader
 from ..training.schedule import cosine
+from ..training.strategy import cache_unit
 from ..training.transforms import eval_transform, train_transform
 from . import quantize
 
@@ -57,12 +60,30 @@ def train(prepared, spec, cfg, samples, epochs: float, teacher, seed=0, log=None
     0.974 after calibration to 0.962; with this loss it rose to 0.985)."""
     t0 = time.time()
     steps = math.ceil(epochs * len(samples) / BATCH) if epochs > 0 and samples else 0
-    opt = torch.optim.SGD(prepared.parameters(), lr=QAT_LR, momentum=0.9)
-    done = 0
+    opt = torch.optim.SGD(trained_parameters(prepared, cache_unit(cfg, len(teacher.features))),
+                          lr=QAT_LR, momentum=0.9)
     bar = progress(total=steps, desc="QAT", unit="batch")
-    while done < steps:          # each pass over the data is a new seeded shuffle
-        for x, _, _ in _batches(samples, train_transform(spec, cfg), spec,
-                                shuffle_seed=seed + done):
+    with torch.random.fork_rng(devices=[]):   # the augmentation's draws: seeded, the same in
+        torch.manual_seed(cfg.seed + seed)     # any process (decoded here or in workers)
+        x = _steps(prepared, opt, teacher, steps, seed,
+                   lambda s: _batches(samples, train_transform(spec, cfg), spec, shuffle_seed=s),
+                   bar)
+    bar.close()
+    if steps:                 # the weights' observers last saw the weights before the final
+        with torch.no_grad():  # update: one more pass sizes their scales for the final ones
+            prepared(x)
+    if log:
+        log.info("QAT: %d steps (%.2f epochs, lr %g) in %.0f s", steps, epochs, QAT_LR,
+                 time.time() - t0)
+    return steps
+
+
+def _steps(prepared, opt, teacher, steps: int, seed: int, batches, bar):
+    """`steps` distillation steps; each pass over the data is a new seeded shuffle. Returns the
+    last batch."""
+    done, x = 0, None
+    while done < steps:
+        for x, _, _ in batches(seed + done):
             if done >= steps:
                 break
             for g in opt.param_groups:
@@ -77,14 +98,15 @@ def train(prepared, spec, cfg, samples, epochs: float, teacher, seed=0, log=None
             done += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-    bar.close()
-    if steps:                 # the weights' observers last saw the weights before the final
-        with torch.no_grad():  # update: one more pass sizes their scales for the final ones
-            prepared(x)
-    if log:
-        log.info("QAT: %d steps (%.2f epochs, lr %g) in %.0f s", steps, epochs, QAT_LR,
-                 time.time() - t0)
-    return steps
+    return x
+
+
+def trained_parameters(prepared, first_unit: int) -> list:
+    """The parameters of features[first_unit:] and the head; the rest stop taking gradients."""
+    frozen = tuple(f"features.{i}." for i in range(first_unit))
+    for name, p in prepared.named_parameters():
+        p.requires_grad_(not name.startswith(frozen))
+    return [p for p in prepared.parameters() if p.requires_grad]
 
 
 def converted(prepared):
