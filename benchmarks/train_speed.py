@@ -47,9 +47,13 @@ def train(code: Path, data: Path, out: Path) -> dict:
 
 
 def commit(code: Path) -> str:
+    """The checkout's commit, '+ uncommitted changes' when edgetl/ differs from it."""
     got = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True)
-    return got.stdout.strip() or "unknown (not a git checkout)"
+    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "edgetl"],
+                           capture_output=True, text=True).stdout.strip()
+    return (got.stdout.strip() or "unknown (not a git checkout)") + \
+        (" + uncommitted changes to edgetl/" if dirty else "")
 
 
 def main():
