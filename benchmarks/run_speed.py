@@ -2,14 +2,14 @@
 code, back to back on one machine, in fresh processes, default settings both: wall seconds, the
 time per stage (train, export and its int8 decision, the rest: the bench and the device check)
 from each run's own files, validation top-1 of fp32 and of the shipped int8 graph (the splits the
-defaults and the int8 decision are judged on), and the held-out top-1 each run reports.
+defaults and the int8 decision are judged on; val_top1 is fp32's), and the held-out
+top-1 each run reports.
 
 The earlier code is a checkout given by --before (default commit: 7a5b4b2, where the issue
 measured about 26 minutes on a Xeon):
   git worktree add /tmp/before 7a5b4b2
   python benchmarks/run_speed.py --before /tmp/before
 --rounds N alternates before/after N times. Writes results/run_speed.json."""
-import argparse
 import json
 import os
 import subprocess
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import data_path, save  # noqa: E402
-from train_speed import commit  # noqa: E402
+from common import save  # noqa: E402
+from train_speed import commit, side_by_side  # noqa: E402
 
 CODE = Path(__file__).resolve().parent.parent
 
@@ -40,33 +40,16 @@ def run(code: Path, data: Path, target: str, out: Path) -> dict:
         **stages, "int8_decision (in export)": q["seconds"],
         "bench and the rest": round(wall - sum(stages.values()), 1)},
         "builds": [a["name"] for a in export["artifacts"]],
-        "val_fp32_top1": train["val"]["top1"], "val_n": train["val"]["n"],
+        "val_top1": train["val"]["top1"], "val_n": train["val"]["n"],
         "val_int8_top1": q.get("val_int8_top1"), "int8_shipped": q.get("shipped_step", "base"),
         "float_blocks": q.get("float_blocks"),
         "held_out_top1": {a["name"]: a.get("test_top1") for a in export["artifacts"]}}
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--data")
-    ap.add_argument("--target", default="x86-cpu")
-    ap.add_argument("--before", default="/tmp/before", help="checkout of the earlier code")
-    ap.add_argument("--out", default="runs/bench-run-speed")
-    ap.add_argument("--rounds", type=int, default=1)
-    args = ap.parse_args()
-    data, before, out = data_path(args.data), Path(args.before).resolve(), Path(args.out).resolve()
-    if not (before / "edgetl" / "__init__.py").is_file():
-        sys.exit(f"{before} is no edgetl checkout: git worktree add {before} 7a5b4b2")
-    rounds = []
-    for r in range(args.rounds):
-        rounds.append({name: run(code, data, args.target, out / f"{name}{r}") for name, code in
-                       (("before", before), ("after", CODE))})
-        b, a = rounds[-1]["before"], rounds[-1]["after"]
-        rounds[-1]["speed_up"] = round(b["wall_seconds"] / a["wall_seconds"], 3)
-        rounds[-1]["val_images_gained"] = round((a["val_fp32_top1"] - b["val_fp32_top1"])
-                                                * a["val_n"])
-        print(f"round {r + 1}: before {b['wall_seconds']} s, after {a['wall_seconds']} s, "
-              f"{rounds[-1]['speed_up']}x")
+    args, data, before, rounds = side_by_side(
+        lambda code, data, out, args: run(code, data, args.target, out), "runs/bench-run-speed",
+        target="x86-cpu")
     save("run_speed", {"data": str(data), "target": args.target,
                        "before_commit": commit(before), "after_commit": commit(CODE),
                        "rounds": rounds})

@@ -56,25 +56,37 @@ def commit(code: Path) -> str:
         (" + uncommitted changes to edgetl/" if dirty else "")
 
 
-def main():
+def side_by_side(measure, default_out: str, **extra_args) -> tuple:
+    """Parse --data/--before/--out/--rounds (and `extra_args`: name -> default), then run
+    measure(code, data, out_folder, args) with the earlier code and this code, alternating,
+    --rounds times. Returns (args, data, before, rounds with speed-up and validation images
+    gained)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--data")
     ap.add_argument("--before", default="/tmp/before", help="checkout of the earlier code")
-    ap.add_argument("--out", default="runs/bench-train-speed")
+    ap.add_argument("--out", default=default_out)
     ap.add_argument("--rounds", type=int, default=1)
+    for name, default in extra_args.items():
+        ap.add_argument(f"--{name}", default=default)
     args = ap.parse_args()
     data, before, out = data_path(args.data), Path(args.before).resolve(), Path(args.out).resolve()
     if not (before / "edgetl" / "__init__.py").is_file():
         sys.exit(f"{before} is no edgetl checkout: git worktree add {before} 7a5b4b2")
     rounds = []
     for r in range(args.rounds):
-        rounds.append({name: train(code, data, out / f"{name}{r}") for name, code in
+        rounds.append({name: measure(code, data, out / f"{name}{r}", args) for name, code in
                        (("before", before), ("after", CODE))})
         b, a = rounds[-1]["before"], rounds[-1]["after"]
         rounds[-1]["speed_up"] = round(b["wall_seconds"] / a["wall_seconds"], 3)
         rounds[-1]["val_images_gained"] = round((a["val_top1"] - b["val_top1"]) * a["val_n"])
         print(f"round {r + 1}: before {b['wall_seconds']} s, after {a['wall_seconds']} s, "
               f"{rounds[-1]['speed_up']}x; val {b['val_top1']:.4f} -> {a['val_top1']:.4f}")
+    return args, data, before, rounds
+
+
+def main():
+    _, data, before, rounds = side_by_side(lambda code, data, out, _: train(code, data, out),
+                                           "runs/bench-train-speed")
     save("train_speed", {"data": str(data), "before_commit": commit(before),
                          "after_commit": commit(CODE), "rounds": rounds})
 
