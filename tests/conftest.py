@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+# Two pytest-xdist workers share the CPU, so the machine is never idle and every trial of a
+# bench would wait its full --wait-idle first; what the bench tests assert is not that wait
+# (tests/test_uncertainty.py times it on its own).
+os.environ.setdefault("EDGETL_WAIT_IDLE", "0")
 COLOURS = [(220, 40, 40), (40, 60, 220), (40, 180, 60), (230, 200, 30)]
 FAST = dict(model="efficientnet_lite0", img_size=32, epochs=3, warmup_epochs=1, cache_views=2,
             batch_size=16, patience=0, workers=1)
@@ -51,11 +55,20 @@ SLOW_FIXTURES = {"exported", "every_format", "pi_like_venv", "sshd", "arm64", "s
 SLOW_MODULES = {"test_emulated_arm.py", "test_emulated_cpu.py"}
 
 
+# The suite runs on 2 pytest-xdist workers, a module to a worker (`--dist loadscope` in
+# pyproject.toml: a module's fixtures are built once). The longest modules go first, so that
+# neither worker is left with a long one at the end (pytest --durations on a 2-core VM).
+LONGEST_FIRST = ("test_train.py", "test_models.py", "test_int8.py", "test_run.py",
+                 "test_executorch.py", "test_bench.py", "test_emulated_arm.py")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or \
                 item.path.name in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))     # stable: file order
 
 
 def cli(*args, **kw) -> subprocess.CompletedProcess:
@@ -82,9 +95,23 @@ def python():
     return sys.executable
 
 
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` run once per test session, whatever the number of pytest-xdist workers
+    (the first to arrive builds, under a file lock; the others wait, then use it)."""
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent                       # the session's folder, above each worker's
+    folder = base / f"shared-{name}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
+def _exported_run(root: Path) -> None:
     data = make_folder(root / "data", classes=3, per_class=16)
     run = root / "run"
     import edgetl
@@ -95,19 +122,31 @@ def exported(tmp_path_factory):
         edgetl.export(run, qat_epochs=5.0, bundle_size=20, max_int8_drop=None)
     except edgetl.RunError as e:          # int8 parity miss: reported, manifest still written
         assert "parity below threshold" in str(e)
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A tiny trained and exported run, built once; each worker gets its own copy to write in."""
+    shared = built_once(tmp_path_factory, "export", _exported_run)
+    root = tmp_path_factory.mktemp("export")
+    for part in ("data", "run"):            # the run finds its data beside it, as trained
+        shutil.copytree(shared / part, root / part)
+    run = root / "run"
     return run, json.loads((run / "export" / "manifest.json").read_text())
+
+
+def _pi_like(folder: Path) -> None:
+    path = folder / "venv"
+    venv.EnvBuilder(with_pip=True).create(path)
+    res = subprocess.run([str(path / "bin" / "python"), "-m", "pip", "install", "-q", "numpy<2",
+                          "tflite-runtime==2.14.0"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 @pytest.fixture(scope="session")
 def pi_like_venv(tmp_path_factory):
-    """A Raspberry Pi-like environment: numpy<2 and tflite-runtime 2.14 only."""
-    path = tmp_path_factory.mktemp("pi") / "venv"
-    venv.EnvBuilder(with_pip=True).create(path)
-    py = path / "bin" / "python"
-    res = subprocess.run([str(py), "-m", "pip", "install", "-q", "numpy<2",
-                          "tflite-runtime==2.14.0"], capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return py
+    """A Raspberry Pi-like environment: numpy<2 and tflite-runtime 2.14 only (read only)."""
+    return built_once(tmp_path_factory, "pi", _pi_like) / "venv" / "bin" / "python"
 
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"

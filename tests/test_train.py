@@ -14,7 +14,7 @@ import edgetl
 from edgetl.training import schedule, strategy
 from edgetl.training.config import TrainConfig
 
-from conftest import FAST, make_folder
+from conftest import FAST, free_port, make_folder
 
 
 def test_fine_tune_writes_every_output_and_learns(image_folder, tmp_path):
@@ -183,7 +183,7 @@ def test_ddp_two_processes_write_one_set_of_outputs(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29517", "-m", "edgetl", "train", str(data), "--out",
+                          "--master_port", str(free_port()), "-m", "edgetl", "train", str(data), "--out",
                           str(run), "--epochs", "3", *_fast_flags()],
                          capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -36,6 +36,32 @@ def test_latency_intervals_are_t_intervals_on_the_logs():
     assert intervals.geometric([3.0])["ci95"] is None
 
 
+def test_a_trial_waits_for_a_busy_machine_and_says_what_it_saw(monkeypatch):
+    """A process spinning on a core beside the runner: the wait lasts its whole --wait-idle
+    and records the other process's share; --wait-idle's default is $EDGETL_WAIT_IDLE, else
+    10 s, and a value that is no number is one line naming the variable."""
+    import subprocess
+    import sys
+
+    from edgetl.benchmarking.options import BenchOptions
+    from edgetl.bundle_runner import wait_idle
+    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = wait_idle(1.0)
+    finally:
+        spin.kill()
+    assert not seen["idle_before"] and 0.75 <= seen["waited_s"] <= 1.25, seen
+    assert seen["others_cpu_pct_before"] > 50, seen
+    monkeypatch.delenv("EDGETL_WAIT_IDLE")
+    assert BenchOptions().validate().wait_idle == 10.0
+    assert BenchOptions(wait_idle=2.5).validate().wait_idle == 2.5
+    monkeypatch.setenv("EDGETL_WAIT_IDLE", "0")
+    assert BenchOptions().validate().wait_idle == 0.0
+    monkeypatch.setenv("EDGETL_WAIT_IDLE", "soon")
+    with pytest.raises(ConfigError, match="EDGETL_WAIT_IDLE='soon': give seconds"):
+        BenchOptions().validate()
+
+
 def test_a_bimodal_row_is_noisy_and_a_steady_one_is_not():
     """Trial p50s of ~1.4 or ~2.1 ms (measured here: benchmarks/results/ort_bimodality.json)."""
     trial = lambda p50: {"p50": p50, "p90": p50 * 1.1, "p99": p50 * 1.3, "runs": 100}

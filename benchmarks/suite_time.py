@@ -1,0 +1,49 @@
+"""The test suite's wall time as CI runs it (`python -m pytest -q`, device groups required,
+pyproject.toml's 2 pytest-xdist workers), with the slowest tests and the machine it ran on.
+CI's budget is 30 minutes on 2 cores, install included; the install is not timed here.
+
+  python benchmarks/suite_time.py [--workers N]   (N=0: one process, no xdist)
+
+Writes results/suite_time.json: wall seconds, passed/failed counts, the 40 slowest phases."""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import save  # noqa: E402
+from train_speed import commit  # noqa: E402
+
+CODE = Path(__file__).resolve().parent.parent
+DURATION = re.compile(r"^([\d.]+)s (setup|call|teardown)\s+(\S+)$", re.M)
+SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected)")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=None,
+                    help="pytest-xdist workers (default: pyproject.toml's; 0: one process)")
+    args = ap.parse_args()
+    extra = [] if args.workers is None else ["-n", str(args.workers)]
+    command = [sys.executable, "-m", "pytest", "-q", "--durations=40", *extra]
+    t0 = time.time()
+    res = subprocess.run(command, cwd=CODE, capture_output=True, text=True,
+                         env={**os.environ, "EDGETL_REQUIRE_DEVICE_TESTS": "1"})
+    wall = time.time() - t0
+    tail = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    print(res.stdout[-4000:])
+    save("suite_time", {
+        "commit": commit(CODE), "command": " ".join(["python", "-m", "pytest", "-q", *extra]),
+        "exit_code": res.returncode, "wall_seconds": round(wall, 1),
+        "counts": {kind: int(n) for n, kind in SUMMARY.findall(tail)},
+        "summary_line": tail,
+        "slowest": [{"seconds": float(s), "phase": p, "test": t}
+                    for s, p, t in DURATION.findall(res.stdout)]})
+    sys.exit(res.returncode)
+
+
+if __name__ == "__main__":
+    main()
