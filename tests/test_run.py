@@ -50,7 +50,8 @@ def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, c
     with pytest.raises(errors.RunError, match="other settings.*epochs 3 -> 4.*--overwrite"):
         run(data, profile, out, quant="ptq", train_options={**options, "epochs": 4})
     code = cli.main(["run", str(data), "--target", str(profile), "--out", str(tmp_path / "x"),
-                     "--epochs", "1", "--img-size", "32", "--quant", "ptq"])
+                     "--epochs", "1", "--img-size", "32", "--quant", "ptq",
+                     "--time-budget", "0"])    # adaptive trials, the minimum: 5, not up to 50
     text = capsys.readouterr().out
     assert code == 0 and "target tiny-x86: PASS" in text
     assert json.loads((tmp_path / "x" / "bench" / "report.json").read_text())["verdict"]
