@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, data_path, save, timed_cli  # noqa: E402
+from train_speed import CODE, commit  # noqa: E402
 
 # tier -> (model, native size, the tier it is distilled from)
 TIERS = {"efficientnet_lite0": ("efficientnet_lite0", 224, None),
@@ -132,7 +133,7 @@ def main():
             t["latency"] = latency[model]
         result["sets"][set_name] = tiers
     _plot(result, RESULTS / "model_tiers.png")
-    save("model_tiers", {"rounds": ROUNDS, "threads": args.threads,
+    save("model_tiers", {"commit": commit(CODE), "rounds": ROUNDS, "threads": args.threads,
                          "note": "validation and test as the runs give them; nothing chosen "
                                  "here. Latency: interleaved rounds in fresh processes.",
                          **result})
