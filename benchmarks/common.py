@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
+CODE = HERE.parent                       # the checkout these scripts measure
 RESULTS = HERE / "results"
 DEFAULT_DATA = HERE.parent.parent / "shared" / "datasets" / "clothing-small"
 LOAD_AT_START = os.getloadavg()          # the machine's load when the script began
@@ -40,6 +41,16 @@ def machine() -> dict:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
             "cpu": cpu_info(), "loadavg_at_start": list(LOAD_AT_START),
             "loadavg_at_end": list(os.getloadavg())}
+
+
+def commit(code: Path) -> str:
+    """The checkout's commit, '+ uncommitted changes' when edgetl/ differs from it."""
+    got = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "edgetl"],
+                           capture_output=True, text=True).stdout.strip()
+    return (got.stdout.strip() or "unknown (not a git checkout)") + \
+        (" + uncommitted changes to edgetl/" if dirty else "")
 
 
 def timed_cli(args: list) -> tuple:

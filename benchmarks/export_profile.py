@@ -20,10 +20,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-from train_speed import commit  # noqa: E402
+from common import CODE, commit, save  # noqa: E402
 
-CODE = Path(__file__).resolve().parent.parent
 # (module file, function) -> the name a row gets; cumulative time, so parts nest
 PARTS = {("quantizing/decision.py", "quantize"): "int8 decision",
          ("quantizing/qat.py", "calibrated"): "  QAT scales (calibration pass)",

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, data_path, save, timed_cli  # noqa: E402
-from train_speed import CODE, commit  # noqa: E402
+from common import CODE, RESULTS, commit, data_path, save, timed_cli  # noqa: E402
 
 # tier -> (model, native size, the tier it is distilled from)
 TIERS = {"efficientnet_lite0": ("efficientnet_lite0", 224, None),

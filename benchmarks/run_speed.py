@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-from train_speed import commit, side_by_side  # noqa: E402
+from common import CODE, commit, save  # noqa: E402
+from train_speed import side_by_side  # noqa: E402
 
-CODE = Path(__file__).resolve().parent.parent
 
 
 def run(code: Path, data: Path, target: str, out: Path) -> dict:

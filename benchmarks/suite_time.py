@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
-from train_speed import commit  # noqa: E402
+from common import CODE, commit, save  # noqa: E402
 
-CODE = Path(__file__).resolve().parent.parent
 DURATION = re.compile(r"^([\d.]+)s (setup|call|teardown)\s+(\S+)$", re.M)
 SUMMARY = re.compile(r"(\d+) (passed|failed|errors?|skipped|deselected)")
 
@@ -36,7 +34,7 @@ def main():
     tail = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     print(res.stdout[-4000:])
     save("suite_time", {
-        "commit": commit(CODE), "command": " ".join(["python", "-m", "pytest", "-q", *extra]),
+        "commit": commit(CODE), "command": " ".join(["python", *command[1:]]),
         "exit_code": res.returncode, "wall_seconds": round(wall, 1),
         "counts": {kind: int(n) for n, kind in SUMMARY.findall(tail)},
         "summary_line": tail,

@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import data_path, save  # noqa: E402
+from common import CODE, commit, data_path, save  # noqa: E402
 
-CODE = Path(__file__).resolve().parent.parent
 CACHE_LINE = re.compile(r"cached (\w+): .* in (\d+) s")
 
 
@@ -44,16 +43,6 @@ def train(code: Path, data: Path, out: Path) -> dict:
         "val_top1": m["val"]["top1"], "val_n": m["val"]["n"],
         "test_top1": m["test"]["top1"], "settings": {k: v for k, v in json.loads(
             (out / "train" / "config.json").read_text()).items() if k != "spec"}}
-
-
-def commit(code: Path) -> str:
-    """The checkout's commit, '+ uncommitted changes' when edgetl/ differs from it."""
-    got = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(code), "status", "--porcelain", "edgetl"],
-                           capture_output=True, text=True).stdout.strip()
-    return (got.stdout.strip() or "unknown (not a git checkout)") + \
-        (" + uncommitted changes to edgetl/" if dirty else "")
 
 
 def side_by_side(measure, default_out: str, **extra_args) -> tuple:
