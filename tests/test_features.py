@@ -35,3 +35,36 @@ def test_engine_is_picked_by_the_amount_of_work():
     small = features.FrozenPart(model, 10, 64, n_images=2000)
     big = features.FrozenPart(model, 10, 224, n_images=2000)
     assert (small.engine, big.engine) == ("torch", "onnxruntime")
+
+
+VIEWS = """import sys, torch
+from edgetl.training.config import TrainConfig
+from edgetl.training.data import discover, loader
+from edgetl.training.transforms import train_transform
+from edgetl.models import create_model
+_, spec = create_model("efficientnet_lite0", 2, weights="none")
+spec = spec.with_size(32)
+batches = loader(discover(sys.argv[1], 0).train, train_transform(spec, TrainConfig()),
+                 spec.resize_size, 5, int(sys.argv[2]), augment_seed=int(sys.argv[3]))
+torch.save([batches.num_workers, torch.cat([x for x, _, _ in batches])], sys.argv[4])
+"""
+
+
+def test_augmented_views_are_the_same_in_any_process_and_any_number_of_decoders(
+        image_folder, tmp_path):
+    """Each sample's random crop, flip and jitter draw from (seed, sample): decoded in 2 forked
+    workers in a fresh process, or here (as after an export has loaded JAX, when edgetl
+    decodes in-process), the training views are the same; another seed gives other views."""
+    import subprocess
+    import sys
+    script = tmp_path / "views.py"
+    script.write_text(VIEWS)
+    got = {}
+    for workers, seed in ((2, 7), (0, 7), (0, 8)):
+        out = tmp_path / f"{workers}-{seed}.pt"
+        subprocess.run([sys.executable, str(script), str(image_folder), str(workers), str(seed),
+                        str(out)], check=True, capture_output=True, timeout=300)
+        got[workers, seed] = torch.load(out)
+    assert got[2, 7][0] == 2 and got[0, 7][0] == 0            # forked decoders, then none
+    assert torch.equal(got[2, 7][1], got[0, 7][1])
+    assert not torch.equal(got[0, 7][1], got[0, 8][1])

@@ -229,11 +229,14 @@ def find_bad_images(samples: list, workers: int = 8) -> list:
 
 class ImageDataset(torch.utils.data.Dataset):
     """(transformed image, label, index) per sample; an undecodable image is an error, or
-    with skip_bad a blank image labelled -1 that the caller drops."""
+    with skip_bad a blank image labelled -1 that the caller drops. With `augment_seed`, sample
+    i's random transform draws from a generator seeded by (augment_seed, i): the same view in
+    any process, decoded here or in any number of worker processes."""
 
-    def __init__(self, samples: list, transform, draft_size: int, skip_bad: bool = False):
+    def __init__(self, samples: list, transform, draft_size: int, skip_bad: bool = False,
+                 augment_seed: int = None):
         self.samples, self.transform, self.draft_size = samples, transform, draft_size
-        self.skip_bad = skip_bad
+        self.skip_bad, self.augment_seed = skip_bad, augment_seed
 
     def __len__(self):
         return len(self.samples)
@@ -247,18 +250,23 @@ class ImageDataset(torch.utils.data.Dataset):
                 raise DataError(f"{path}: unreadable image ({e}); restore or remove it (edgetl "
                                 "train: --skip-bad-images skips such files)") from e
             img, label = Image.new("RGB", (self.draft_size,) * 2), -1
-        return self.transform(img), label, i
+        if self.augment_seed is None:
+            return self.transform(img), label, i
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.augment_seed * 1_000_003 + i)
+            return self.transform(img), label, i
 
 
 def loader(samples, transform, draft_size, batch_size, workers=0, shuffle_seed=None,
-           skip_bad=False, sampler=None) -> torch.utils.data.DataLoader:
+           skip_bad=False, sampler=None, augment_seed=None) -> torch.utils.data.DataLoader:
     """The one DataLoader over image files: decoded in `workers` processes, shuffled with a
-    generator seeded by `shuffle_seed` when one is given; batches are (images, labels,
-    indices)."""
+    generator seeded by `shuffle_seed` when one is given, augmented per sample from
+    `augment_seed` (else `shuffle_seed`); batches are (images, labels, indices)."""
     shuffle = shuffle_seed is not None
     g = torch.Generator().manual_seed(shuffle_seed) if shuffle else None
+    seed = shuffle_seed if augment_seed is None else augment_seed
     return torch.utils.data.DataLoader(
-        ImageDataset(samples, transform, draft_size, skip_bad), batch_size=batch_size,
+        ImageDataset(samples, transform, draft_size, skip_bad, seed), batch_size=batch_size,
         shuffle=shuffle and sampler is None, sampler=sampler, generator=g,
         num_workers=_decoders(workers), collate_fn=_collate)
 

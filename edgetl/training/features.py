@@ -126,7 +126,8 @@ def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=Fa
             teacher: Teacher = None) -> tuple:
     """(features [N, V, ...] float16, ok mask [N], teacher logits [N, V, C] or None): `run` (and
     the teacher) on every transform of every sample. `decode`: the loader's draft_size,
-    batch_size, workers and skip_bad."""
+    batch_size, workers, skip_bad and seed (view v of sample i is the same wherever and
+    however it is decoded)."""
     ok = torch.ones(len(samples), dtype=torch.bool)
     out = soft = None
     bar = progress(total=len(samples) * len(transforms), desc=f"{desc} ({run.engine})",
@@ -134,7 +135,8 @@ def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=Fa
     for v, transform in enumerate(transforms):
         for x, labels, idx in loader(samples, transform, decode["draft_size"],
                                      decode["batch_size"], decode["workers"],
-                                     skip_bad=decode["skip_bad"]):
+                                     skip_bad=decode["skip_bad"],
+                                     augment_seed=decode.get("seed", 0) * 1000 + v):
             ok[idx[labels < 0]] = False
             y = run(x).to(torch.float16).contiguous()
             if out is None:
@@ -227,7 +229,7 @@ def build_inputs(job, rank) -> dict:
             cache_dir / f"{name}{suffix}.safetensors", key, run=frozen, samples=mine,
             transforms=views, decode={"draft_size": spec.resize_size, "batch_size":
                                       cfg.batch_size, "workers": workers,
-                                      "skip_bad": cfg.skip_bad_images},
+                                      "skip_bad": cfg.skip_bad_images, "seed": cfg.seed},
             desc=f"cache {name}", disable=not distributed.is_main(), teacher=taught) \
             if mine else (torch.zeros(0), torch.zeros(0, dtype=torch.bool), None, False)
         labels = torch.tensor([y for _, y in mine], dtype=torch.long)
