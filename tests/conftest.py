@@ -19,6 +19,12 @@ from PIL import Image, ImageDraw
 # bench would wait its full --wait-idle first; what the bench tests assert is not that wait
 # (tests/test_uncertainty.py times it on its own).
 os.environ.setdefault("EDGETL_WAIT_IDLE", "0")
+# Each worker computes on one thread (and so do the commands it starts): two workers of two
+# threads each on two cores spent a quarter of their time contending (the Lite1 and Lite2
+# parity tests side by side: 228 s, against 170 s at one thread each). A bench still runs each
+# build at its profile's thread count (the runner sets it for the build's process).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 COLOURS = [(220, 40, 40), (40, 60, 220), (40, 180, 60), (230, 200, 30)]
 FAST = dict(model="efficientnet_lite0", img_size=32, epochs=3, warmup_epochs=1, cache_views=2,
             batch_size=16, patience=0, workers=1)
