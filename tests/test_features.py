@@ -45,8 +45,9 @@ from edgetl.models import create_model
 _, spec = create_model("efficientnet_lite0", 2, weights="none")
 spec = spec.with_size(32)
 batches = loader(discover(sys.argv[1], 0).train, train_transform(spec, TrainConfig()),
-                 spec.resize_size, 5, int(sys.argv[2]), augment_seed=int(sys.argv[3]))
-torch.save([batches.num_workers, torch.cat([x for x, _, _ in batches])], sys.argv[4])
+                 spec.resize_size, 5, int(sys.argv[2]), shuffle_seed=int(sys.argv[3]))
+views = {int(i): x for xs, _, idx in batches for i, x in zip(idx, xs)}
+torch.save([batches.num_workers, torch.stack([views[i] for i in sorted(views)])], sys.argv[4])
 """
 
 

@@ -125,7 +125,8 @@ def test_int8_onnx_stores_int8_weights_and_tensorrt_checks_it(exported):
 def test_a_real_miss_mitigates_in_order_ships_the_best_step_and_fails_when_it_stays(
         exported, tmp_path, monkeypatch):
     """A real miss, forced: the scales are calibrated on one blank image, so int8 saturates on
-    every photo and loses far more than the budget (7 of 48 validation images, exact p < 0.01).
+    every photo and loses far more than the budget (3 or more of 48 validation images net,
+    exact p < 0.05).
     Every step runs, in the fixed order (three float blocks ranked by the output they gain,
     then more QAT), each with its paired evidence, and the export ships the step with the
     smallest measured drop, not the last. Without mitigation the loss stays real: the export
@@ -162,9 +163,12 @@ def test_a_real_miss_mitigates_in_order_ships_the_best_step_and_fails_when_it_st
                       bundle_size=8, mitigate=False)
     missed = str(err.value)
     assert "\n" not in missed and "points of top-1 on the validation split" in missed
-    assert "lost 7, gained 0 of 48" in missed and "exact McNemar p=" in missed
+    base = json.loads((run2 / "export" / "quant_report.json").read_text())["decision"]
+    paired = base["steps"][0]["paired"]             # the evidence in the line is the report's
+    lost = f"lost {paired['lost']}, gained {paired['gained']} of 48"
+    assert lost in missed and "exact McNemar p=" in missed, missed
+    assert paired["lost"] - paired["gained"] >= 3 and paired["p_value"] < 0.05
     assert (run2 / "export" / "onnx-int8" / "model.onnx").is_file()
-    assert (run2 / "export" / "quant_report.json").is_file()
     # the main job on that run: nothing is rebuilt, and the verdict fails on the miss
     profile = tmp_path / "p.toml"
     profile.write_text('name = "p"\ndevice = "local"\nimg_size = 48\nthreads = 1\n'
@@ -184,7 +188,7 @@ def test_a_real_miss_mitigates_in_order_ships_the_best_step_and_fails_when_it_st
     # also misses parity in onnxruntime, a second failure of its own)
     export_checks = [c for c in verdict["checks"] if c["build"] == "export"]
     assert all(not c["passed"] for c in export_checks)
-    assert any("lost 7" in c["reason"] for c in export_checks)
+    assert any(lost in c["reason"] for c in export_checks)
 
 
 def test_the_onnxruntime_build_runs_integer_end_to_end_and_equals_the_tensorrt_form(exported):

@@ -258,15 +258,15 @@ class ImageDataset(torch.utils.data.Dataset):
 
 
 def loader(samples, transform, draft_size, batch_size, workers=0, shuffle_seed=None,
-           skip_bad=False, sampler=None, augment_seed=None) -> torch.utils.data.DataLoader:
-    """The one DataLoader over image files: decoded in `workers` processes, shuffled with a
-    generator seeded by `shuffle_seed` when one is given, augmented per sample from
-    `augment_seed` (else `shuffle_seed`); batches are (images, labels, indices)."""
+           skip_bad=False, sampler=None) -> torch.utils.data.DataLoader:
+    """The one DataLoader over image files: decoded in `workers` processes; with
+    `shuffle_seed`, shuffled by a generator seeded with it and each sample augmented from it
+    (ImageDataset); batches are (images, labels, indices)."""
     shuffle = shuffle_seed is not None
     g = torch.Generator().manual_seed(shuffle_seed) if shuffle else None
-    seed = shuffle_seed if augment_seed is None else augment_seed
     return torch.utils.data.DataLoader(
-        ImageDataset(samples, transform, draft_size, skip_bad, seed), batch_size=batch_size,
+        ImageDataset(samples, transform, draft_size, skip_bad, shuffle_seed),
+        batch_size=batch_size,
         shuffle=shuffle and sampler is None, sampler=sampler, generator=g,
         num_workers=_decoders(workers), collate_fn=_collate)
 
