@@ -136,7 +136,8 @@ def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=Fa
         for x, labels, idx in loader(samples, transform, decode["draft_size"],
                                      decode["batch_size"], decode["workers"],
                                      skip_bad=decode["skip_bad"],
-                                     shuffle_seed=decode.get("seed", 0) * 1000 + v):
+                                     shuffle_seed=decode.get("seed", 0) * 1000 + v,
+                                     sampler=range(len(samples))):      # in order
             ok[idx[labels < 0]] = False
             y = run(x).to(torch.float16).contiguous()
             if out is None:
