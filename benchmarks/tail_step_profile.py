@@ -16,17 +16,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CODE, commit, save  # noqa: E402
 
 from edgetl.models import create_model  # noqa: E402
-from edgetl.training import strategy  # noqa: E402
+from edgetl.training import loop, strategy  # noqa: E402
 from edgetl.training.config import load_config  # noqa: E402
 
 
-def make_step(model, unit, feats, labels):
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-3)
+def make_step(model, unit, cfg, feats, labels):
+    """The epoch loop's pieces: its optimizer and the Tail it trains."""
+    opt, tail = strategy.make_optimizer(model, cfg), loop.Tail(model, unit)
 
     def step(bf16: bool):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(
-                model.forward_from(feats, unit).float(), labels)
+                tail(feats).float(), labels, label_smoothing=cfg.label_smoothing)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,7 +56,7 @@ def main():
     strategy.set_trainable(model, unit, strategy.updates_bn(cfg))
     feats = torch.randn(cfg.batch_size, *shape[1:]).contiguous(
         memory_format=torch.channels_last)
-    step = make_step(model, unit, feats, torch.randint(10, (cfg.batch_size,)))
+    step = make_step(model, unit, cfg, feats, torch.randint(10, (cfg.batch_size,)))
     rounds = [{"fp32_ms": ms_per_step(step, False, args.steps),
                "bf16_autocast_ms": ms_per_step(step, True, args.steps)}
               for _ in range(args.rounds)]
