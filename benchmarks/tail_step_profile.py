@@ -1,7 +1,9 @@
 """One training step of the part that trains on cached maps (default fine-tune: Lite0 @224,
 features[13:] + head on 7x7 maps, batch 64, pretrained BatchNorm statistics kept), as the epoch
-loop runs it: fp32 against bf16 autocast (oneDNN; AVX512-BF16 / AMX where the CPU has them),
-alternating in one process, and the fp32 step's per-operator CPU time (torch.profiler).
+loop runs it: fp32, bf16 autocast of every operator, and bf16 as edgetl trains
+(`precision.training_steps`: depthwise convolutions kept fp32; oneDNN, AVX512-BF16 / AMX where
+the CPU has them), alternating in one process; each step's per-operator CPU time
+(torch.profiler).
 Random maps: the time of a step does not depend on their values. Writes
 results/tail_step_profile.json."""
 import argparse
@@ -16,16 +18,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CODE, commit, save  # noqa: E402
 
 from edgetl.models import create_model  # noqa: E402
-from edgetl.training import loop, strategy  # noqa: E402
+from edgetl.training import loop, precision, strategy  # noqa: E402
 from edgetl.training.config import load_config  # noqa: E402
+
+
+# mode -> the context a step runs in
+MODES = {"fp32": lambda model: precision.training_steps(model, "fp32"),
+         "bf16_autocast": lambda model: torch.autocast("cpu", dtype=torch.bfloat16),
+         "bf16_depthwise_fp32": lambda model: precision.training_steps(model, "bf16")}
 
 
 def make_step(model, unit, cfg, feats, labels):
     """The epoch loop's pieces: its optimizer and the Tail it trains."""
     opt, tail = strategy.make_optimizer(model, cfg), loop.Tail(model, unit)
 
-    def step(bf16: bool):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    def step(mode: str):
+        with MODES[mode](model):
             loss = torch.nn.functional.cross_entropy(
                 tail(feats).float(), labels, label_smoothing=cfg.label_smoothing)
         opt.zero_grad()
@@ -34,12 +42,12 @@ def make_step(model, unit, cfg, feats, labels):
     return step
 
 
-def ms_per_step(step, bf16, n) -> float:
+def ms_per_step(step, mode, n) -> float:
     for _ in range(2):
-        step(bf16)
+        step(mode)
     t0 = time.perf_counter()
     for _ in range(n):
-        step(bf16)
+        step(mode)
     return round((time.perf_counter() - t0) / n * 1000, 1)
 
 
@@ -57,21 +65,25 @@ def main():
     feats = torch.randn(cfg.batch_size, *shape[1:]).contiguous(
         memory_format=torch.channels_last)
     step = make_step(model, unit, cfg, feats, torch.randint(10, (cfg.batch_size,)))
-    rounds = [{"fp32_ms": ms_per_step(step, False, args.steps),
-               "bf16_autocast_ms": ms_per_step(step, True, args.steps)}
+    rounds = [{f"{mode}_ms": ms_per_step(step, mode, args.steps) for mode in MODES}
               for _ in range(args.rounds)]
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(5):
-            step(False)
-    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in ops)
     save("tail_step_profile", {
         "code": commit(CODE), "model": cfg.model, "img_size": spec.img_size,
         "trained_from_unit": unit, "of_units": len(model.features),
         "map_shape": list(shape[1:]), "batch_size": cfg.batch_size,
+        "amx": precision.has_amx(), "auto_runs": precision.resolve("auto")[0],
         "steps_per_timing": args.steps, "rounds": rounds,
-        "fp32_step_self_cpu_share": {e.key: round(e.self_cpu_time_total / total, 3)
-                                     for e in ops[:8]}})
+        "self_cpu_share": {mode: op_shares(step, mode) for mode in MODES}})
+
+
+def op_shares(step, mode: str, top: int = 8) -> dict:
+    """The top operators' shares of a step's CPU time (5 steps profiled)."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(5):
+            step(mode)
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:top]}
 
 
 if __name__ == "__main__":

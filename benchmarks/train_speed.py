@@ -41,7 +41,8 @@ def train(code: Path, data: Path, out: Path) -> dict:
         "other": round(wall - epochs - sum(cache.values()), 1)},
         "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
         "val_top1": m["val"]["top1"], "val_n": m["val"]["n"],
-        "test_top1": m["test"]["top1"], "settings": {k: v for k, v in json.loads(
+        "test_top1": m["test"]["top1"], "train_precision": m.get("train_precision", "fp32"),
+        "settings": {k: v for k, v in json.loads(
             (out / "train" / "config.json").read_text()).items() if k != "spec"}}
 
 

@@ -9,9 +9,10 @@ import time
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 import edgetl
-from edgetl.training import schedule, strategy
+from edgetl.training import precision, schedule, strategy
 from edgetl.training.config import TrainConfig
 
 from conftest import FAST, free_port, make_folder
@@ -298,3 +299,32 @@ def test_search_tries_recipes_within_its_budget_and_chooses_on_validation(image_
         edgetl.train(image_folder, tmp_path / "full", **{**FAST, "strategy": "full",
                                                          "search": 10})
 
+
+
+def test_training_steps_run_and_learn_in_the_precision_asked(image_folder, tmp_path):
+    runs = {asked: edgetl.train(image_folder, tmp_path / asked, **{
+        **FAST, "epochs": 5, "train_precision": asked}) for asked in ("fp32", "bf16")}
+    for asked, m in runs.items():
+        assert m["train_precision"] == {"ran": asked, "why": "asked for"}
+        assert m["test"]["top1"] >= 0.9, m["history"]
+    weights = {asked: load_file(str(tmp_path / asked / "train" / "model.safetensors"))
+               for asked in runs}                  # two fp32 runs give equal tensors
+    assert not all(torch.equal(weights["fp32"][k], weights["bf16"][k]) for k in weights["fp32"])
+    auto = edgetl.train(image_folder, tmp_path / "auto", **{**FAST, "epochs": 1})
+    assert auto["train_precision"]["ran"] == ("bf16" if precision.has_amx() else "fp32")
+
+
+def test_bf16_steps_keep_depthwise_convolutions_and_evaluation_fp32():
+    from edgetl.models import create_model
+    model, _ = create_model("efficientnet_lite0", 3, "none", 0.2)
+    seen = {}
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(
+                name, ("depthwise" if m.groups > 1 else "dense", o.dtype)))
+    x = torch.randn(2, 3, 64, 64)
+    with precision.training_steps(model, "bf16"):
+        assert model(x).dtype == torch.bfloat16
+    assert set(seen.values()) == {("depthwise", torch.float32), ("dense", torch.bfloat16)}
+    assert not any("forward" in vars(m) for m in model.modules())     # restored
+    assert model(x).dtype == torch.float32

@@ -9,6 +9,7 @@ from ..core.errors import ConfigError, RunError
 from ..core.files import read_json, write_json
 from ..core.options import check, make, option
 from ..models import MODELS
+from .precision import CHOICES as PRECISIONS
 
 STRATEGIES = ("feature-extract", "fine-tune", "progressive", "full")
 
@@ -52,6 +53,9 @@ class TrainConfig:
     seed: int = option(0, "seed of the split, the shuffles and the augmentation", low=0)
     workers: int = option(0, "image decoder processes; 0: one per CPU core", low=0, high=256)
     threads: int = option(0, "PyTorch threads; 0: torch's default", low=0, high=1024)
+    train_precision: str = option("auto", "number format of the training steps: auto (bf16 "
+                                  "where the CPU has AMX, else fp32), fp32 or bf16 (evaluation "
+                                  "is always fp32)", choices=PRECISIONS)
     teacher: str | None = option(None, "a finished run (RUN folder) whose model's soft targets "
                                  "the student also learns from (knowledge distillation; its "
                                  "logits are computed once per cached view)", kind=str,

@@ -13,7 +13,7 @@ from ..core.console import bar as progress
 from ..core.errors import RunError
 from ..core.files import atomic_write
 from ..models.checkpoint import load_training_state, save_training_state
-from . import distributed, loop, schedule, strategy
+from . import distributed, loop, precision, schedule, strategy
 from .metrics import summarize
 
 
@@ -36,6 +36,7 @@ def fit(job, inputs, resume) -> tuple:
     weight = class_weights(splits, cfg)
     total, warmup = cfg.epochs * source.steps, source.steps
     rng = np.random.default_rng(cfg.seed + state["epoch"])
+    ran_in = precision.resolve(cfg.train_precision)[0]
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         first = strategy.trainable_from(cfg, len(model.features), epoch)
@@ -47,7 +48,8 @@ def fit(job, inputs, resume) -> tuple:
         for x, y, soft in bar:
             schedule.set_lr(opt, schedule.cosine(state["step"], total, warmup))
             xm, targets = loop.mix(x, y, cfg, rng)
-            logits = tail(xm)
+            with precision.training_steps(model, ran_in):
+                logits = tail(xm).float()
             loss = loop.distilled_loss(logits, loop.mixed_loss(logits, targets, weight,
                                                                cfg.label_smoothing), soft, cfg)
             if not math.isfinite(loss.item()):
@@ -121,6 +123,7 @@ def final_metrics(job, inputs, history, best_epoch, skipped, start) -> dict:
             "skipped_images": {"count": len(skipped), "files": skipped},
             "ignored_files": [str(p) for p in splits.ignored],
             "cached_from_unit": unit, "history": history,
+            "train_precision": dict(zip(("ran", "why"), precision.resolve(cfg.train_precision))),
             "val_errors": worst_errors(val_logits, val_labels, splits, skipped),
             "wall_seconds": round(time.time() - start, 1)}
 

@@ -11,7 +11,7 @@ from ..core.files import read_json, sha256, write_json
 from .. import page
 from ..core.layout import RunLayout, RunLock, prepare_stage_dir
 from ..models import create_model, load_weights, save_checkpoint
-from . import distributed, features, search, strategy
+from . import distributed, features, precision, search, strategy
 from .config import load_config, resume_settings, save_run_config
 from .data import check_out_apart, discover, find_bad_images, load_split, save_split
 from .fingerprint import changes, fingerprint
@@ -55,6 +55,7 @@ def _train(data, files, cfg, resume, rank, world, start) -> dict:
     log.info("model %s @%d px, %d classes, strategy %s, train/val/test %d/%d/%d (%s)",
              cfg.model, spec.img_size, len(splits.classes), cfg.strategy, len(splits.train),
              len(splits.val), len(splits.test), splits.source)
+    log.info("training steps in %s (%s)", *precision.resolve(cfg.train_precision))
     unit = strategy.cache_unit(cfg, len(model.features))
     job = Job(model, unit, spec, splits, cfg, files, world, log)
     inputs = features.build_inputs(job, rank)
