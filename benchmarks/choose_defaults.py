@@ -10,7 +10,9 @@ paired difference against the best candidate (lost/gained, exact McNemar), the b
 the training seconds per fold. The rule: the fastest candidate whose pooled top-1 is within
 RULE_POINTS of the best candidate's and not worse by McNemar (p >= 0.05).
 
-Writes results/choose_defaults.json."""
+--question recipe (epochs, trained units; fp32 steps) writes results/choose_defaults.json;
+--question precision (fp32 against bf16 training steps, the defaults' recipe) writes
+results/choose_precision.json."""
 import argparse
 import logging
 import sys
@@ -26,23 +28,28 @@ from common import data_path, save  # noqa: E402
 
 from edgetl.core.intervals import paired, top1  # noqa: E402
 from edgetl.models import create_model  # noqa: E402
-from edgetl.training import features, strategy, trial  # noqa: E402
+from edgetl.training import features, precision, strategy, trial  # noqa: E402
 from edgetl.training.config import TrainConfig  # noqa: E402
 from edgetl.training.data import discover  # noqa: E402
 from edgetl.training.transforms import eval_transform, train_transform  # noqa: E402
 
-CANDIDATES = {                       # name -> TrainConfig overrides of the earlier defaults
-    "20 epochs, top 5 units (earlier default)": {"epochs": 20, "unfreeze": 5},
-    "12 epochs, top 5 units": {"epochs": 12, "unfreeze": 5},
-    "8 epochs, top 5 units": {"epochs": 8, "unfreeze": 5},
-    "12 epochs, top 3 units": {"epochs": 12, "unfreeze": 3},
-    "8 epochs, top 3 units": {"epochs": 8, "unfreeze": 3},
+FP32 = {"train_precision": "fp32"}
+QUESTIONS = {            # question -> (result file, {name: TrainConfig overrides of the defaults})
+    "recipe": ("choose_defaults", {          # decided in fp32, before bf16 steps existed
+        "20 epochs, top 5 units (earlier default)": {"epochs": 20, "unfreeze": 5, **FP32},
+        "12 epochs, top 5 units": {"epochs": 12, "unfreeze": 5, **FP32},
+        "8 epochs, top 5 units": {"epochs": 8, "unfreeze": 5, **FP32},
+        "12 epochs, top 3 units": {"epochs": 12, "unfreeze": 3, **FP32},
+        "8 epochs, top 3 units": {"epochs": 8, "unfreeze": 3, **FP32}}),
+    "precision": ("choose_precision", {      # the chosen recipe's steps in either format
+        "fp32 steps": FP32,
+        "bf16 steps (depthwise fp32)": {"train_precision": "bf16"}}),
 }
 FOLDS, VIEWS, RULE_POINTS = 3, 3, 0.3
 N_UNITS = 18                         # EfficientNet-Lite0: stem, 16 blocks, head conv
 
 
-def pool_cache(data, out: Path, cfg) -> tuple:
+def pool_cache(data, out: Path, cfg, candidates: dict) -> tuple:
     """(features [N, VIEWS, ...] of features[:unit] for train + validation, labels, classes,
     unit, model spec) with the widest candidate's unit."""
     splits = discover(data, cfg.seed)
@@ -50,7 +57,7 @@ def pool_cache(data, out: Path, cfg) -> tuple:
     model, spec = create_model(cfg.model, len(splits.classes), cfg.weights, cfg.dropout)
     spec = spec.with_size(spec.img_size).with_labels(splits.classes)
     unit = min(strategy.cache_unit(TrainConfig(**o), len(model.features))
-               for o in CANDIDATES.values())
+               for o in candidates.values())
     views = [eval_transform(spec)] + [train_transform(spec, cfg)] * (VIEWS - 1)
     frozen = features.FrozenPart(model, unit, spec.img_size, len(samples) * VIEWS)
     t0 = time.time()
@@ -109,12 +116,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data")
     ap.add_argument("--out", default="runs/bench-defaults")
+    ap.add_argument("--question", choices=tuple(QUESTIONS), default="recipe",
+                    help="which defaults to choose: the recipe (epochs, trained units) or the "
+                    "training steps' number format")
     args = ap.parse_args()
     data, out = data_path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig()
-    feats, labels, classes, unit, model = pool_cache(data, out, cfg)
-    units = {strategy.cache_unit(TrainConfig(**o), N_UNITS) for o in CANDIDATES.values()}
+    result_name, candidates = QUESTIONS[args.question]
+    feats, labels, classes, unit, model = pool_cache(data, out, cfg, candidates)
+    units = {strategy.cache_unit(TrainConfig(**o), N_UNITS) for o in candidates.values()}
     caches = {u: feats if u == unit else deeper(feats, model, unit, u) for u in units}
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=cfg.seed)
                  .split(labels.numpy(), labels.numpy()))
@@ -122,12 +133,12 @@ def main():
     log.addHandler(logging.StreamHandler())
     log.setLevel(logging.WARNING)
     results = {n: evaluate(n, o, caches, labels, classes, folds, log)
-               for n, o in CANDIDATES.items()}
+               for n, o in candidates.items()}
     best, chosen = choose(results)
     for r in results.values():
         r.pop("correct")
-    save("choose_defaults", {
-        "data": str(data), "images": len(labels), "folds": FOLDS, "views": VIEWS,
+    save(result_name, {
+        "question": args.question, "amx": precision.has_amx(), "data": str(data), "images": len(labels), "folds": FOLDS, "views": VIEWS,
         "split_read": "train + validation only (the test split is never read)",
         "rule": f"the fastest candidate whose pooled k-fold top-1 is within {RULE_POINTS} "
                 "points of the best candidate's and not worse by the exact McNemar test "
