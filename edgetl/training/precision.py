@@ -1,8 +1,9 @@
 """The number format training steps run in: bf16 autocast (oneDNN) where the CPU has AMX, fp32
 elsewhere. Measured on one step of the default tail (benchmarks/results/tail_step_profile.json):
 with AMX the 1x1 convolutions run 2-3x faster in bf16, but bf16 depthwise convolutions' backward
-is 3-4x slower, so those stay fp32; without AMX bf16 was slower throughout. Evaluation (and so
-every validation number) is always fp32; master weights and the optimizer stay fp32."""
+is 3-4x slower, so those stay fp32. Without AMX (AVX512-BF16 only) bf16 autocast was slower
+(measured before depthwise convolutions were kept fp32), so auto keeps fp32 there. Evaluation
+(so every validation number), master weights and the optimizer are always fp32."""
 import contextlib
 import types
 
