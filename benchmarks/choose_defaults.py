@@ -138,7 +138,8 @@ def main():
     for r in results.values():
         r.pop("correct")
     save(result_name, {
-        "question": args.question, "amx": precision.has_amx(), "data": str(data), "images": len(labels), "folds": FOLDS, "views": VIEWS,
+        "question": args.question, "amx": precision.has_amx(), "data": str(data),
+        "images": len(labels), "folds": FOLDS, "views": VIEWS,
         "split_read": "train + validation only (the test split is never read)",
         "rule": f"the fastest candidate whose pooled k-fold top-1 is within {RULE_POINTS} "
                 "points of the best candidate's and not worse by the exact McNemar test "

@@ -5,29 +5,19 @@ passes (the student's includes the teacher's logits of every cached view), the n
 steps ran in, validation top-1 (what a choice would be made on) and test top-1 as the runs
 report it (nothing is chosen here). Writes results/distill_time.json."""
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CODE, commit, data_path, save, timed_cli  # noqa: E402
-
-CACHE_LINE = re.compile(r"cached (\w+): .* in (\d+) s")
+from train_speed import trained_run  # noqa: E402
 
 
 def train(data, out: Path, extra: list) -> dict:
     wall, rc = timed_cli(["train", str(data), "--out", str(out), "--overwrite", *extra])
     if rc:
         sys.exit(f"edgetl train {' '.join(extra)} exited {rc}")
-    m = json.loads((out / "train" / "metrics.json").read_text())
-    log = (out / "train" / "train.log").read_text()
-    return {"args": extra, "wall_seconds": round(wall, 1),
-            "cache_seconds": {s: int(t) for s, t in CACHE_LINE.findall(log)},
-            "epochs_seconds": round(sum(h["seconds"] for h in m["history"]), 1),
-            "train_precision": m.get("train_precision"), "best_epoch": m["best_epoch"],
-            "val_top1": m["val"]["top1"], "val_n": m["val"]["n"],
-            "test_top1": m["test"]["top1"], "test_n": m["test"]["n"]}
+    return {"args": extra, "wall_seconds": round(wall, 1), **trained_run(out)}
 
 
 def main():

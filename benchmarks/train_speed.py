@@ -32,18 +32,28 @@ def train(code: Path, data: Path, out: Path) -> dict:
     wall = time.time() - t0
     if rc:
         sys.exit(f"edgetl train with {code} exited {rc}")
-    m = json.loads((out / "train" / "metrics.json").read_text())
-    log = (out / "train" / "train.log").read_text()
-    cache = {s: int(t) for s, t in CACHE_LINE.findall(log)}
-    epochs = sum(h["seconds"] for h in m["history"])
+    r = trained_run(out)
     return {"wall_seconds": round(wall, 1), "phases_seconds": {
-        "cache": cache, "epochs": round(epochs, 1),
-        "other": round(wall - epochs - sum(cache.values()), 1)},
-        "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
-        "val_top1": m["val"]["top1"], "val_n": m["val"]["n"],
-        "test_top1": m["test"]["top1"], "train_precision": m.get("train_precision", "fp32"),
+        "cache": r["cache_seconds"], "epochs": r["epochs_seconds"],
+        "other": round(wall - r["epochs_seconds"] - sum(r["cache_seconds"].values()), 1)},
+        **{k: r[k] for k in ("epochs_run", "best_epoch", "val_top1", "val_n", "test_top1",
+                             "train_precision")},
         "settings": {k: v for k, v in json.loads(
             (out / "train" / "config.json").read_text()).items() if k != "spec"}}
+
+
+def trained_run(out: Path) -> dict:
+    """What a finished `edgetl train --out OUT` reports: its cache passes (from its log), its
+    epochs' seconds, the steps' number format (fp32 before the option existed), best epoch,
+    validation and test top-1."""
+    m = json.loads((out / "train" / "metrics.json").read_text())
+    log = (out / "train" / "train.log").read_text()
+    return {"cache_seconds": {s: int(t) for s, t in CACHE_LINE.findall(log)},
+            "epochs_seconds": round(sum(h["seconds"] for h in m["history"]), 1),
+            "train_precision": m.get("train_precision", "fp32"),
+            "epochs_run": m["epochs_run"], "best_epoch": m["best_epoch"],
+            "val_top1": m["val"]["top1"], "val_n": m["val"]["n"],
+            "test_top1": m["test"]["top1"], "test_n": m["test"]["n"]}
 
 
 def side_by_side(measure, default_out: str, **extra_args) -> tuple:

@@ -300,7 +300,6 @@ def test_search_tries_recipes_within_its_budget_and_chooses_on_validation(image_
                                                          "search": 10})
 
 
-
 def test_training_steps_run_and_learn_in_the_precision_asked(image_folder, tmp_path):
     runs = {asked: edgetl.train(image_folder, tmp_path / asked, **{
         **FAST, "epochs": 5, "train_precision": asked}) for asked in ("fp32", "bf16")}
