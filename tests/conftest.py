@@ -117,12 +117,15 @@ def built_once(tmp_path_factory, name: str, build) -> Path:
     return folder
 
 
+# the shared exported run's training settings; fp32 steps give one model on every CPU
+EXPORTED_TRAIN = {**FAST, "epochs": 15, "img_size": 48, "lr": 1e-2, "train_precision": "fp32"}
+
+
 def _exported_run(root: Path) -> None:
     data = make_folder(root / "data", classes=3, per_class=16)
     run = root / "run"
     import edgetl
-    edgetl.train(data, run, **{**FAST, "epochs": 15, "img_size": 48, "lr": 1e-2,
-                               "train_precision": "fp32"})   # one model on every CPU
+    edgetl.train(data, run, **EXPORTED_TRAIN)
     try:
         # no accuracy budget here (its 48 validation images make one image 2 points): the
         # builds stay all-int8 whatever this CPU's rounding; tests/test_int8.py covers budgets

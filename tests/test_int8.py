@@ -15,7 +15,7 @@ from edgetl.core.files import sha256
 from edgetl.exporting import tflite_graph
 from edgetl.exporting import onnx as onnx_export
 
-from conftest import FAST
+from conftest import EXPORTED_TRAIN
 
 
 def _copy_train(exported, dest):
@@ -174,9 +174,9 @@ def test_a_real_miss_mitigates_in_order_ships_the_best_step_and_fails_when_it_st
     profile.write_text('name = "p"\ndevice = "local"\nimg_size = 48\nthreads = 1\n'
                        'latency_budget_ms = 10000\nmin_top1 = 0.0\n[[builds]]\n'
                        'build = "onnx-int8"\nruntime = "onnxruntime"\n')
-    trained = {k: v for k, v in FAST.items() if k not in ("model", "img_size", "epochs")}
+    trained = {k: v for k, v in EXPORTED_TRAIN.items() if k not in ("model", "img_size", "epochs")}
     again = edgetl.run(exported[0].parent / "data", profile, run2, epochs=15, quant="ptq",
-                       train_options={**trained, "lr": 1e-2},
+                       train_options=trained,
                        export_options={"bundle_size": 8, "max_int8_drop": 0.5,
                                        "mitigate": False},
                        bench_options=dict(iters=2, trials=2, warmup=0))
