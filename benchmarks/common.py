@@ -60,9 +60,37 @@ def timed_cli(args: list) -> tuple:
     return time.time() - t0, rc
 
 
+HISTORY = HERE / "history"
+# SIMD flag -> the name a superseded result's CPU gets in history/, the first present wins
+CPU_KINDS = {"amx_tile": "amx", "avx512_vnni": "vnni", "avx2": "avx2"}
+
+
+def archive(path: Path) -> Path:
+    """Move an earlier results/NAME.json to history/NAME_<vendor>_<isa>_<commit>.json before
+    a re-run overwrites it (its CPU and code from the file itself); None if there is none."""
+    if not path.is_file():
+        return None
+    old = json.loads(path.read_text())
+    cpu = old.get("machine", {}).get("cpu", {})
+    vendor = next((v for v in ("intel", "amd", "arm") if v in cpu.get("name", "").lower()),
+                  "cpu")
+    isa = next((k for f, k in CPU_KINDS.items() if f in cpu.get("simd_flags", [])), "other")
+    code = next((old[k] for k in ("after_commit", "commit", "code") if old.get(k)), "unknown")
+    stem = f"{path.stem}_{vendor}_{isa}_{code.split()[0]}"
+    target = HISTORY / f"{stem}.json"
+    if target.exists():                          # the same code re-run on the same CPU kind
+        target = HISTORY / f"{stem}_{old.get('recorded', 'earlier').replace(':', '')}.json"
+    HISTORY.mkdir(exist_ok=True)
+    path.rename(target)
+    print(f"kept the earlier result as {target}")
+    return target
+
+
 def save(name: str, result: dict) -> Path:
+    """Write results/NAME.json; an earlier one moves to history/ first (`archive`)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
+    archive(path)
     result = {"machine": machine(), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {path}")
