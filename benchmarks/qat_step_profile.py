@@ -1,0 +1,91 @@
+"""Where one QAT step of the int8 decision goes (default Lite0 @224, batch 32, the default
+fine-tune's frozen units): the float teacher's forward, the fake-quantized graph's forward with
+and without autograd, and the whole step as `quantizing.qat` takes it (teacher, forward, KL,
+backward through the trained units, SGD), each timed in alternating rounds in one process;
+then the step's per-operator CPU time (torch.profiler). Random images and ImageNet weights:
+a step's time does not depend on their values. Writes results/qat_step_profile.json."""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CODE, commit, save  # noqa: E402
+
+from edgetl.models import create_model  # noqa: E402
+from edgetl.quantizing import qat, quantize  # noqa: E402
+from edgetl.training import strategy  # noqa: E402
+from edgetl.training.config import load_config  # noqa: E402
+
+
+def parts(model, prepared, opt, x) -> dict:
+    """part -> a callable doing it once."""
+    def teacher():
+        with torch.no_grad():
+            return model(x)
+
+    def fake_quant_forward_no_grad():
+        with torch.no_grad():
+            return prepared(x)
+
+    def step():
+        target = F.log_softmax(teacher(), -1)
+        loss = F.kl_div(F.log_softmax(prepared(x), -1), target, log_target=True,
+                        reduction="batchmean")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return {"teacher_forward": teacher, "fake_quant_forward": lambda: prepared(x),
+            "fake_quant_forward_no_grad": fake_quant_forward_no_grad, "whole_step": step}
+
+
+def seconds(fn, n: int) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return round((time.perf_counter() - t0) / n, 3)
+
+
+def op_shares(step, top: int = 10) -> dict:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            step()
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:top]}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=3)
+    args = ap.parse_args()
+    cfg = load_config(None)
+    model, spec = create_model(cfg.model, 10, "imagenet", cfg.dropout)
+    model.eval()
+    unit = strategy.cache_unit(cfg, len(model.features))
+    x = torch.randn(qat.BATCH, 3, spec.img_size, spec.img_size)
+    prepared = quantize.prepare_qat(model, qat._example(spec))
+    quantize.set_fake_quant(prepared, enabled=False)
+    with torch.no_grad():
+        prepared(x)                                   # the scales, as `qat.calibrated` sets them
+    quantize.set_fake_quant(prepared, enabled=True)
+    quantize.freeze_activation_scales(prepared)
+    opt = torch.optim.SGD(qat.trained_parameters(prepared, unit), lr=qat.QAT_LR, momentum=0.9)
+    todo = parts(model, prepared, opt, x)
+    rounds = [{f"{name}_s": seconds(fn, args.steps) for name, fn in todo.items()}
+              for _ in range(args.rounds)]
+    save("qat_step_profile", {
+        "code": commit(CODE), "model": cfg.model, "img_size": spec.img_size,
+        "batch": qat.BATCH, "trained_from_unit": unit, "of_units": len(model.features),
+        "steps_per_timing": args.steps, "rounds": rounds,
+        "whole_step_self_cpu_share": op_shares(todo["whole_step"])})
+
+
+if __name__ == "__main__":
+    main()
