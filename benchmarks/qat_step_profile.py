@@ -1,10 +1,12 @@
 """Where one QAT step of the int8 decision goes (default Lite0 @224, batch 32, the default
 fine-tune's frozen units): the float teacher's forward, the fake-quantized graph's forward with
-and without autograd, and the whole step as `quantizing.qat` takes it (teacher, forward, KL,
-backward through the trained units, SGD), each timed in alternating rounds in one process;
-then the step's per-operator CPU time (torch.profiler). Random images and ImageNet weights:
-a step's time does not depend on their values. Writes results/qat_step_profile.json."""
+and without autograd, and the whole step (teacher, forward, KL, backward through the trained
+units, SGD), each in NCHW and in the NHWC layout `quantizing.qat` now uses, timed in
+alternating rounds in one process; then the NCHW step's per-operator CPU time
+(torch.profiler). Random images and ImageNet weights: a step's time does not depend on their
+values. Writes results/qat_step_profile.json."""
 import argparse
+import copy
 import sys
 import time
 from pathlib import Path
@@ -23,24 +25,31 @@ from edgetl.training.config import load_config  # noqa: E402
 
 
 def parts(model, prepared, opt, x) -> dict:
-    """part -> a callable doing it once."""
-    def teacher():
+    """part -> a callable doing it once; NCHW (as QAT ran up to 425a403) and in
+    `qat.LAYOUT` with a teacher copy in it, as QAT runs now."""
+    nhwc = x.contiguous(memory_format=qat.LAYOUT)
+    teacher_nhwc = copy.deepcopy(model).to(memory_format=qat.LAYOUT)
+
+    def teacher(m=model, xx=x):
         with torch.no_grad():
-            return model(x)
+            return m(xx)
 
     def fake_quant_forward_no_grad():
         with torch.no_grad():
             return prepared(x)
 
-    def step():
-        target = F.log_softmax(teacher(), -1)
-        loss = F.kl_div(F.log_softmax(prepared(x), -1), target, log_target=True,
+    def step(m=model, xx=x):
+        target = F.log_softmax(teacher(m, xx), -1)
+        loss = F.kl_div(F.log_softmax(prepared(xx), -1), target, log_target=True,
                         reduction="batchmean")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     return {"teacher_forward": teacher, "fake_quant_forward": lambda: prepared(x),
-            "fake_quant_forward_no_grad": fake_quant_forward_no_grad, "whole_step": step}
+            "fake_quant_forward_no_grad": fake_quant_forward_no_grad, "whole_step": step,
+            "teacher_forward_nhwc": lambda: teacher(teacher_nhwc, nhwc),
+            "fake_quant_forward_nhwc": lambda: prepared(nhwc),
+            "whole_step_nhwc": lambda: step(teacher_nhwc, nhwc)}
 
 
 def seconds(fn, n: int) -> float:
