@@ -75,11 +75,12 @@ def archive(path: Path) -> Path:
     vendor = next((v for v in ("intel", "amd", "arm") if v in cpu.get("name", "").lower()),
                   "cpu")
     isa = next((k for f, k in CPU_KINDS.items() if f in cpu.get("simd_flags", [])), "other")
-    code = next((old[k] for k in ("after_commit", "commit", "code") if old.get(k)), "unknown")
-    stem = f"{path.stem}_{vendor}_{isa}_{code.split()[0]}"
+    code = next((old[k] for k in ("after_commit", "commit", "code") if old.get(k)), None)
+    when = old.get("recorded", "undated").replace(":", "")      # results without their code
+    stem = f"{path.stem}_{vendor}_{isa}_{code.split()[0] if code else when}"
     target = HISTORY / f"{stem}.json"
     if target.exists():                          # the same code re-run on the same CPU kind
-        target = HISTORY / f"{stem}_{old.get('recorded', 'earlier').replace(':', '')}.json"
+        target = HISTORY / f"{stem}_{when}.json"
     HISTORY.mkdir(exist_ok=True)
     path.rename(target)
     print(f"kept the earlier result as {target}")
@@ -87,11 +88,14 @@ def archive(path: Path) -> Path:
 
 
 def save(name: str, result: dict) -> Path:
-    """Write results/NAME.json; an earlier one moves to history/ first (`archive`)."""
+    """Write results/NAME.json, with the code it measured unless `result` names it; an earlier
+    one moves to history/ first (`archive`)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     archive(path)
-    result = {"machine": machine(), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
+    named = any(k in result for k in ("after_commit", "commit", "code"))
+    result = {"machine": machine(), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              **({} if named else {"code": commit(CODE)}), **result}
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {path}")
     return path
