@@ -37,6 +37,19 @@ def test_predict_classifies_a_folder_with_a_build_at_the_accuracy_its_export_mea
     assert all(len(p["top"]) == 3 and p["top"][0][0] == p["label"] for p in result["predictions"])
 
 
+def test_predict_breaks_a_tie_as_the_export_does():
+    """An int8 build's outputs tie often (clothing-small: one test photo scored longsleeve and
+    outwear equally); predict's label is then the argmax the export measured, the first class."""
+    import numpy as np
+    labels = [f"c{i}" for i in range(10)]
+    for first in range(9):
+        logits = np.zeros(10, np.float32)
+        logits[[first, 9]] = 2.5                  # a tie between `first` and the last class
+        row = predict._row(Path("x.jpg"), logits, labels, 3)
+        assert row["label"] == labels[int(np.argmax(logits))] == labels[first], row
+        assert [c for c, _ in row["top"][:2]] == [labels[first], "c9"]
+
+
 def test_predict_reads_heic_skips_a_broken_photo_and_ignores_stray_files(exported, tmp_path):
     run, _ = exported
     source = sorted((_test_folder(run) / "class1").glob("*.jpg"))[0]

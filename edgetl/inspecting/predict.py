@@ -83,7 +83,9 @@ def _files(images) -> tuple:
 def _row(path: Path, logits: np.ndarray, labels: list, top_k: int) -> dict:
     p = np.exp(logits - logits.max())
     p /= p.sum()
-    order = np.argsort(-p)[:max(1, min(top_k, len(labels)))]
+    # stable: tied scores (int8 outputs often tie) rank in class order, so the label is the
+    # argmax that export, bench and the bundles report
+    order = np.argsort(-p, kind="stable")[:max(1, min(top_k, len(labels)))]
     row = {"image": str(path), "label": labels[order[0]], "probability": float(p[order[0]]),
            "top": [[labels[i], float(p[i])] for i in order]}
     if path.parent.name in labels:
