@@ -61,6 +61,7 @@ def timed_cli(args: list) -> tuple:
 
 
 HISTORY = HERE / "history"
+CODE_KEYS = ("after_commit", "commit", "code")   # where a result names the code it measured
 # SIMD flag -> the name a superseded result's CPU gets in history/, the first present wins
 CPU_KINDS = {"amx_tile": "amx", "avx512_vnni": "vnni", "avx2": "avx2"}
 
@@ -75,7 +76,7 @@ def archive(path: Path) -> Path:
     vendor = next((v for v in ("intel", "amd", "arm") if v in cpu.get("name", "").lower()),
                   "cpu")
     isa = next((k for f, k in CPU_KINDS.items() if f in cpu.get("simd_flags", [])), "other")
-    code = next((old[k] for k in ("after_commit", "commit", "code") if old.get(k)), None)
+    code = next((old[k] for k in CODE_KEYS if old.get(k)), None)
     when = old.get("recorded", "undated").replace(":", "")      # results without their code
     stem = f"{path.stem}_{vendor}_{isa}_{code.split()[0] if code else when}"
     target = HISTORY / f"{stem}.json"
@@ -93,12 +94,42 @@ def save(name: str, result: dict) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     archive(path)
-    named = any(k in result for k in ("after_commit", "commit", "code"))
+    named = any(k in result for k in CODE_KEYS)
     result = {"machine": machine(), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S"),
               **({} if named else {"code": commit(CODE)}), **result}
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"saved {path}")
     return path
+
+
+def step_timing_args(steps: int):
+    """--rounds and --steps of a step profile (alternating rounds of `steps` timed calls)."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=steps)
+    return ap.parse_args()
+
+
+def seconds_per_call(fn, n: int, warmup: int) -> float:
+    """Mean wall seconds of `fn()` over `n` calls after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def op_shares(fn, calls: int, top: int) -> dict:
+    """The top operators' shares of the CPU time of `calls` calls of `fn` (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in ops)
+    return {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:top]}
 
 
 def runtime_python(name: str, packages: list) -> Path:

@@ -5,18 +5,16 @@ units, SGD), each in NCHW and in the NHWC layout `quantizing.qat` now uses, time
 alternating rounds in one process; then the NCHW step's per-operator CPU time
 (torch.profiler). Random images and ImageNet weights: a step's time does not depend on their
 values. Writes results/qat_step_profile.json."""
-import argparse
 import copy
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CODE, commit, save  # noqa: E402
+from common import (CODE, commit, op_shares, save, seconds_per_call,  # noqa: E402
+                    step_timing_args)
 
 from edgetl.models import create_model  # noqa: E402
 from edgetl.quantizing import qat, quantize  # noqa: E402
@@ -52,28 +50,8 @@ def parts(model, prepared, opt, x) -> dict:
             "whole_step_nhwc": lambda: step(teacher_nhwc, nhwc)}
 
 
-def seconds(fn, n: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return round((time.perf_counter() - t0) / n, 3)
-
-
-def op_shares(step, top: int = 10) -> dict:
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(2):
-            step()
-    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in ops)
-    return {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:top]}
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=3)
-    args = ap.parse_args()
+    args = step_timing_args(steps=3)
     cfg = load_config(None)
     model, spec = create_model(cfg.model, 10, "imagenet", cfg.dropout)
     model.eval()
@@ -87,13 +65,14 @@ def main():
     quantize.freeze_activation_scales(prepared)
     opt = torch.optim.SGD(qat.trained_parameters(prepared, unit), lr=qat.QAT_LR, momentum=0.9)
     todo = parts(model, prepared, opt, x)
-    rounds = [{f"{name}_s": seconds(fn, args.steps) for name, fn in todo.items()}
+    rounds = [{f"{name}_s": round(seconds_per_call(fn, args.steps, warmup=1), 3)
+               for name, fn in todo.items()}
               for _ in range(args.rounds)]
     save("qat_step_profile", {
         "code": commit(CODE), "model": cfg.model, "img_size": spec.img_size,
         "batch": qat.BATCH, "trained_from_unit": unit, "of_units": len(model.features),
         "steps_per_timing": args.steps, "rounds": rounds,
-        "whole_step_self_cpu_share": op_shares(todo["whole_step"])})
+        "whole_step_self_cpu_share": op_shares(todo["whole_step"], calls=2, top=10)})
 
 
 if __name__ == "__main__":

@@ -6,16 +6,14 @@ the CPU has them), alternating in one process; each step's per-operator CPU time
 (torch.profiler).
 Random maps: the time of a step does not depend on their values. Writes
 results/tail_step_profile.json."""
-import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CODE, commit, save  # noqa: E402
+from common import (CODE, commit, op_shares, save, seconds_per_call,  # noqa: E402
+                    step_timing_args)
 
 from edgetl.models import create_model  # noqa: E402
 from edgetl.training import loop, precision, strategy  # noqa: E402
@@ -42,20 +40,8 @@ def make_step(model, unit, cfg, feats, labels):
     return step
 
 
-def ms_per_step(step, mode, n) -> float:
-    for _ in range(2):
-        step(mode)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step(mode)
-    return round((time.perf_counter() - t0) / n * 1000, 1)
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--steps", type=int, default=10)
-    args = ap.parse_args()
+    args = step_timing_args(steps=10)
     cfg = load_config(None)
     model, spec = create_model(cfg.model, 10, "imagenet", cfg.dropout)
     unit = strategy.cache_unit(cfg, len(model.features))
@@ -65,7 +51,8 @@ def main():
     feats = torch.randn(cfg.batch_size, *shape[1:]).contiguous(
         memory_format=torch.channels_last)
     step = make_step(model, unit, cfg, feats, torch.randint(10, (cfg.batch_size,)))
-    rounds = [{f"{mode}_ms": ms_per_step(step, mode, args.steps) for mode in MODES}
+    rounds = [{f"{mode}_ms": round(seconds_per_call(lambda: step(mode), args.steps,
+                                                    warmup=2) * 1000, 1) for mode in MODES}
               for _ in range(args.rounds)]
     save("tail_step_profile", {
         "code": commit(CODE), "model": cfg.model, "img_size": spec.img_size,
@@ -73,17 +60,8 @@ def main():
         "map_shape": list(shape[1:]), "batch_size": cfg.batch_size,
         "amx": precision.has_amx(), "auto_runs": precision.resolve("auto")[0],
         "steps_per_timing": args.steps, "rounds": rounds,
-        "self_cpu_share": {mode: op_shares(step, mode) for mode in MODES}})
-
-
-def op_shares(step, mode: str, top: int = 8) -> dict:
-    """The top operators' shares of a step's CPU time (5 steps profiled)."""
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(5):
-            step(mode)
-    ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
-    total = sum(e.self_cpu_time_total for e in ops)
-    return {e.key: round(e.self_cpu_time_total / total, 3) for e in ops[:top]}
+        "self_cpu_share": {mode: op_shares(lambda: step(mode), calls=5, top=8)
+                           for mode in MODES}})
 
 
 if __name__ == "__main__":
