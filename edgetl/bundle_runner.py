@@ -52,7 +52,10 @@ RUNTIMES = {
     "onnxruntime-tensorrt": Runtime("onnx", "onnxruntime", "onnxruntime",
                                     "TensorrtExecutionProvider", True),
     "tensorrt": Runtime("tensorrt", "tensorrt", "tensorrt", None, True),
-    "executorch": Runtime("executorch", "executorch", "executorch.runtime", None, False),
+    # the C++ runtime's bindings themselves: executorch.runtime imports the whole exporter
+    # (executorch.exir, torch._dynamo) on the way, ~4 s of every trial's start
+    "executorch": Runtime("executorch", "executorch", "executorch.extension.pybindings._C",
+                          None, False),
 }
 
 
@@ -344,18 +347,22 @@ class ExecuTorchModel:
 
     def __init__(self, path, manifest, folder, threads=None, runtime=None, batch=1):
         try:
-            import torch
+            import torch                  # first: the bindings resolve libtorch through it
             from executorch import version
-            from executorch.extension.pybindings import portable_lib
-            from executorch.runtime import Runtime
+            from executorch.extension.pybindings import _C as bindings
         except ImportError:
             raise RuntimeMissing("ExecuTorch is not installed: pip install executorch") from None
         if batch != 1:
             raise BundleError(f"{path} was exported at batch 1: run it with --batch 1")
         if threads:                                  # XNNPACK's own thread pool
-            portable_lib._unsafe_reset_threadpool(threads)
+            bindings._unsafe_reset_threadpool(threads)
         self.torch = torch
-        self.method = Runtime.get().load_program(path).load_method("forward")
+        # what executorch.runtime's Runtime.load_program(path).load_method does, without
+        # importing the exporter that module pulls in
+        self.program = bindings._load_program(
+            path, enable_etdump=False, debug_buffer_size=0,
+            program_verification=bindings.Verification.InternalConsistency, data_path=None)
+        self.method = self.program.load_method("forward")
         self.runtime, self.version = "executorch", version.__version__
         where = manifest.get("executorch") or {}
         portable = sum((where.get("portable_ops") or {}).values())
@@ -363,7 +370,7 @@ class ExecuTorchModel:
             [f"{portable} portable kernel calls"] if portable else [])) or "portable kernels"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        run = lambda one: self.method.execute([self.torch.from_numpy(one)])[0].numpy()
+        run = lambda one: self.method([self.torch.from_numpy(one)])[0].numpy()
         return np.concatenate([run(x[i:i + 1]) for i in range(x.shape[0])])
 
 

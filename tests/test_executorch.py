@@ -71,6 +71,24 @@ def test_the_bundle_runs_as_a_user_runs_it_and_benches_in_executorch(int8_run, t
     assert "executorch-int8" in md and "XnnpackBackend" in md
 
 
+def test_a_trial_opens_the_program_without_importing_the_exporter(int8_run):
+    """Every bench trial starts a fresh runner: executorch.runtime pulls in the exporter
+    (executorch.exir, torch._dynamo), seconds of each trial's start that a device never pays."""
+    folder = int8_run[0] / "export" / "executorch-int8"
+    probe = ("import json, sys, numpy as np; sys.path.insert(0, '.'); import run; "
+             "m = run.load_manifest('.'); model = run.open_model(m, '.', threads=1); "
+             "x = run.to_input(np.load('eval.npz')['images'][:2], m); "
+             "print(json.dumps({'exir': [k for k in sys.modules if k.startswith('executorch.exir')],"
+             " 'logits': model(x).tolist()}))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["exir"] == []
+    assert np.array(result["logits"]).shape == (2, len(json.loads(
+        (folder / "manifest.json").read_text())["labels"]))
+
+
 def test_a_batch_the_program_was_not_exported_at_is_refused_in_one_line(int8_run):
     run, _ = int8_run
     folder = run / "export" / "executorch-fp32"
