@@ -1,10 +1,12 @@
 """Where one QAT step of the int8 decision goes (default Lite0 @224, batch 32, the default
 fine-tune's frozen units): the float teacher's forward, the fake-quantized graph's forward with
 and without autograd, and the whole step (teacher, forward, KL, backward through the trained
-units, SGD), each in NCHW and in the NHWC layout `quantizing.qat` now uses, timed in
-alternating rounds in one process; then the NCHW step's per-operator CPU time
-(torch.profiler). Random images and ImageNet weights: a step's time does not depend on their
-values. Writes results/qat_step_profile.json."""
+units, SGD), each in NCHW and in the NHWC layout `quantizing.qat` now uses, and in NHWC with
+ATen's fake quantization everywhere (`_aten_fq`, as QAT ran up to e6358ca) against edgetl's
+(`quantizing.fake_quant`: the same values without the gradient mask where no gradient flows),
+timed in alternating rounds in one process; then the per-operator CPU time of the step as QAT
+runs it now. Random images and ImageNet weights: a step's time does not depend on their values.
+Writes results/qat_step_profile.json."""
 import copy
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from common import (CODE, commit, op_shares, save, seconds_per_call,  # noqa: E4
                     step_timing_args)
 
 from edgetl.models import create_model  # noqa: E402
-from edgetl.quantizing import qat, quantize  # noqa: E402
+from edgetl.quantizing import fake_quant, qat, quantize  # noqa: E402
 from edgetl.training import strategy  # noqa: E402
 from edgetl.training.config import load_config  # noqa: E402
 
@@ -43,11 +45,28 @@ def parts(model, prepared, opt, x) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return {"teacher_forward": teacher, "fake_quant_forward": lambda: prepared(x),
-            "fake_quant_forward_no_grad": fake_quant_forward_no_grad, "whole_step": step,
+    return {"teacher_forward": aten(teacher), "fake_quant_forward": aten(lambda: prepared(x)),
+            "fake_quant_forward_no_grad": aten(fake_quant_forward_no_grad),
+            "whole_step": aten(step),
             "teacher_forward_nhwc": lambda: teacher(teacher_nhwc, nhwc),
+            "fake_quant_forward_nhwc_aten_fq": aten(lambda: prepared(nhwc)),
             "fake_quant_forward_nhwc": lambda: prepared(nhwc),
+            "whole_step_nhwc_aten_fq": aten(lambda: step(teacher_nhwc, nhwc)),
             "whole_step_nhwc": lambda: step(teacher_nhwc, nhwc)}
+
+
+EDGETL_FQ = fake_quant.FakeQuantize.forward
+
+
+def aten(fn):
+    """`fn` with every activation fake quantizer computing through ATen's kernel."""
+    def with_aten():
+        fake_quant.FakeQuantize.forward = fake_quant.TorchaoFakeQuantize.forward
+        try:
+            return fn()
+        finally:
+            fake_quant.FakeQuantize.forward = EDGETL_FQ
+    return with_aten
 
 
 def main():
@@ -72,7 +91,7 @@ def main():
         "code": commit(CODE), "model": cfg.model, "img_size": spec.img_size,
         "batch": qat.BATCH, "trained_from_unit": unit, "of_units": len(model.features),
         "steps_per_timing": args.steps, "rounds": rounds,
-        "whole_step_self_cpu_share": op_shares(todo["whole_step"], calls=2, top=10)})
+        "whole_step_nhwc_self_cpu_share": op_shares(todo["whole_step_nhwc"], calls=2, top=10)})
 
 
 if __name__ == "__main__":

@@ -39,3 +39,46 @@ def test_clipped_observer_records_the_clipped_range_and_passes_values_through():
     x = torch.tensor([-50.0, 1.0, 3.0, 90.0])
     assert torch.equal(obs(x), x)
     assert float(obs.min_val) == 0.0 and float(obs.max_val) == 6.0
+
+
+def test_fake_quantization_without_gradient_gives_atens_values_bit_for_bit():
+    from edgetl.quantizing.fake_quant import fake_quantize_values
+    torch.manual_seed(0)
+    for scale, zp in ((0.05, 0), (6.0 / 127, 0), (0.0123, -7), (0.37, 5), (1e-3, 0)):
+        s, z = torch.tensor([scale]), torch.tensor([zp], dtype=torch.int32)
+        k = torch.arange(-300, 300, dtype=torch.float32)
+        x = torch.cat([torch.randn(200_000) * scale * 200,        # inside and far outside
+                       (k + 0.5) * scale, k * scale,              # half-way and grid points
+                       torch.nextafter((k + 0.5) * scale, torch.tensor(1e9))])
+        x = x.reshape(-1, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+        want = torch.fake_quantize_per_tensor_affine(x, s, z, -128, 127)
+        assert torch.equal(fake_quantize_values(x, s, z, -128, 127), want), (scale, zp)
+
+
+def test_qat_graph_frozen_passes_match_aten_and_trained_inputs_keep_their_gradient():
+    from edgetl.quantizing import fake_quant
+    model = _conv_bn_relu6()
+    x = torch.randn(16, 3, 12, 12)
+    prepared = quantize.prepare_qat(model, (x[:2],))
+    quantize.set_fake_quant(prepared, enabled=False)
+    prepared(x)
+    quantize.set_fake_quant(prepared, enabled=True)
+    quantize.freeze_activation_scales(prepared)
+    fqs = [m for m in prepared.modules() if isinstance(m, fake_quant.FakeQuantize)]
+    assert fqs and not any(m.is_per_channel for m in fqs)
+    with torch.no_grad():
+        fast = prepared(x)
+        aten = [fake_quant.TorchaoFakeQuantize.forward(m, x) for m in fqs[:1]]
+    fake_quant.FakeQuantize.forward, own = fake_quant.TorchaoFakeQuantize.forward, \
+        fake_quant.FakeQuantize.forward
+    try:
+        with torch.no_grad():
+            assert torch.equal(prepared(x), fast)
+    finally:
+        fake_quant.FakeQuantize.forward = own
+    assert torch.equal(fqs[0](x), aten[0])
+    xg = (x * 3).requires_grad_()       # the straight-through gradient still flows: 1 inside
+    fqs[0](xg * 1.0).sum().backward()    # the int8 range, 0 outside (partly outside here)
+    levels = torch.mul(xg.detach(), 1.0 / fqs[0].scale).round()
+    inside = (levels >= -128) & (levels <= 127)
+    assert not inside.all() and torch.equal(xg.grad, inside.float())

@@ -27,8 +27,8 @@ from . import quantize
 QAT_LR = 2e-4
 BATCH = 32
 # QAT's images and teacher in NHWC: oneDNN's convolutions run faster so; a Lite0 @224 step
-# 3.52-3.65 -> 2.80-2.91 s on 2 cores (benchmarks/results/qat_step_profile.json); the values
-# are the same up to float rounding
+# 3.52-3.65 -> 2.80-2.91 s on 2 cores (benchmarks/history/qat_step_profile_intel_amx_425a403
+# .json); the values are the same up to float rounding
 LAYOUT = torch.channels_last
 
 

@@ -55,8 +55,10 @@ def clipped(observer_cls, lo: float, hi: float):
 
 
 def _act_spec(qat: bool, observer: str, clip: tuple = None):
-    from torchao.quantization.pt2e import FakeQuantize, HistogramObserver, MinMaxObserver
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
     from torchao.quantization.pt2e.quantizer import QuantizationSpec
+
+    from .fake_quant import FakeQuantize        # exact and cheaper where no gradient flows
     cls = HistogramObserver if observer == "histogram" and not qat else MinMaxObserver
     cls = clipped(cls, *clip) if clip else cls
     if qat:          # trainable fake quantization; scale from a running min/max (calibrated)
