@@ -41,10 +41,8 @@ def run(data, target, out, *, overwrite=False, config=None, train_options=None,
     given = split_layers(shortcuts, TrainConfig, ExportOptions, BenchOptions)
     wanted = load_config(**{"img_size": profile.img_size, **files["train"],
                             **(train_options or {}), **given[0]}).to_dict()
-    export_opts = {"formats": profile.formats, "precisions": profile.precisions,
-                   **({"max_int8_drop": profile.max_int8_drop}
-                      if profile.max_int8_drop is not None else {}),
-                   **files["export"], **(export_options or {}), **given[1]}
+    asked = {**files["export"], **(export_options or {}), **given[1]}
+    export_opts = {**_profile_export(profile, asked), **asked}
     bench_opts = {**files["bench"], **(bench_options or {}), **given[2],
                   "target": profile.path}
     _device_ready(profile, bench_opts)              # seconds now, not after the training
@@ -84,6 +82,19 @@ def demo(out="runs/demo", target="x86-cpu", overwrite=False, **overrides) -> dic
                bench_options=DEMO_BENCH)
 
 
+def _profile_export(profile, asked: dict) -> dict:
+    """The export settings a profile gives: its formats and precisions, exactly its builds
+    (variants it does not run are not made) unless formats or precisions are asked for, and
+    its int8 budget."""
+    own = {"formats": profile.formats, "precisions": profile.precisions,
+           "build_names": ",".join(b.build for b in profile.builds)}
+    if {"formats", "precisions"} & set(asked):
+        del own["build_names"]
+    if profile.max_int8_drop is not None:
+        own["max_int8_drop"] = profile.max_int8_drop
+    return own
+
+
 def _device_ready(profile, bench_opts: dict) -> None:
     """`edgetl device check` of the bench's device for the profile's builds; one line naming
     what is missing, and the fix, before anything is trained."""
@@ -120,13 +131,15 @@ def _train_up_to_date(layout, data, wanted: dict) -> bool:
 
 def _export_up_to_date(layout, profile, export_opts: dict) -> bool:
     """RUN/export was built from the current checkpoint with these options and holds every
-    build the profile names (otherwise it is rebuilt: it derives from RUN/train alone)."""
+    build they ask for and the profile names (otherwise it is rebuilt: it derives from
+    RUN/train alone)."""
     if not layout.export.manifest.is_file():
         return False
     m = documents.read(layout.export.manifest, "export")
-    recorded, wanted = dict(m.get("settings", {})), make(ExportOptions, export_opts,
-                                                           "export options").record()
+    opts = make(ExportOptions, export_opts, "export options")
+    recorded, wanted = dict(m.get("settings", {})), opts.record()
     names = set(recorded.pop("builds", []))
     same = all(recorded.get(k) == v for k, v in wanted.items() if k != "builds")
+    needed = {b.name for b in opts.builds()} | {b.build for b in profile.builds}
     return same and m["source_checkpoint_sha256"] == sha256(layout.train.checkpoint) and \
-        all(b.build in names for b in profile.builds)
+        needed <= names

@@ -57,6 +57,37 @@ def test_run_goes_from_folder_to_verdict_and_skips_up_to_date_stages(tmp_path, c
     assert json.loads((tmp_path / "x" / "bench" / "report.json").read_text())["verdict"]
 
 
+@pytest.mark.slow
+def test_the_main_job_exports_the_targets_builds_and_more_only_when_asked(tmp_path, capsys):
+    """A profile's builds are what `edgetl run` makes (TFLite's float-io and NHWC variants only
+    where a profile runs them); --formats/--precision ask for every build of theirs, and an
+    export without them is then out of date."""
+    data = make_folder(tmp_path / "data", classes=2, per_class=8)
+    profile = tmp_path / "tiny.toml"
+    profile.write_text(PROFILE.split("[[builds]]")[0] +
+                       '[[builds]]\nbuild = "tflite-int8"\nruntime = "litert"\n')
+    out = tmp_path / "run"
+    options = {**{k: v for k, v in FAST.items() if k not in ("model", "img_size")},
+               "epochs": 1}
+    quick = dict(iters=3, trials=1, warmup=0)
+    made = lambda result: {a["name"] for a in result["export"]["artifacts"]}
+    first = run(data, profile, out, quant="ptq", train_options=options,
+                export_options={"bundle_size": 4, "max_int8_drop": None}, bench_options=quick)
+    assert made(first) == {"tflite-int8"}
+    more = run(data, profile, out, quant="ptq", train_options=options,
+               export_options={"bundle_size": 4, "max_int8_drop": None, "formats": "tflite",
+                               "precisions": "int8"}, bench_options=quick)
+    assert more["skipped"] == ["train"]
+    assert made(more) == {"tflite-int8", "tflite-int8-float-io", "tflite-int8-nhwc"}
+    code = cli.main(["export", str(out), "--formats", "tflite", "--precision", "int8",
+                     "--builds", "tflite-int8,tflite-int9", "--overwrite"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--builds" in err[0] and "tflite-int9" in err[0]
+    assert "tflite-int8-nhwc" in err[0]                      # the builds it can make
+    assert made(more) == {a["name"] for a in json.loads(
+        (out / "export" / "manifest.json").read_text())["artifacts"]}     # nothing lost
+
+
 def test_the_main_job_takes_a_config_file_between_the_profile_and_the_options(tmp_path):
     """Profile < [train]/[export]/[bench] of --config < command line, for each stage."""
     data = make_folder(tmp_path / "data", classes=2, per_class=8)

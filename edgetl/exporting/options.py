@@ -20,6 +20,11 @@ class ExportOptions:
                           + ", ".join(FORMATS))
     precisions: str = option("fp32,fp16,int8", "precisions to build, comma-separated: "
                              + ", ".join(PRECISIONS), spelled="precision")
+    build_names: str | None = option(None, "only these builds of --formats x --precision, "
+                                     "comma-separated (e.g. tflite-int8,onnx-fp32)", kind=str,
+                                     unset="every one, variants included; edgetl run: the "
+                                     "target's, unless --formats or --precision is given",
+                                     spelled="builds")
     quant: str = option("qat", "how int8 scales and weights are made", choices=("qat", "ptq"))
     qat_epochs: float = option(0.3, "epochs of distillation QAT", low=0, high=100)
     calib_size: int | None = option(None, "calibration images; they set the int8 scales for "
@@ -61,11 +66,20 @@ class ExportOptions:
         return self
 
     def builds(self) -> list:
-        return plan(self.formats, self.precisions)
+        every = plan(self.formats, self.precisions)
+        if self.build_names is None:
+            return every
+        names = [n.strip() for n in self.build_names.split(",") if n.strip()]
+        unknown = [n for n in names if n not in {b.name for b in every}]
+        if unknown or not names:
+            raise ConfigError(f"--builds {self.build_names}: {unknown[0] if unknown else 'none'}"
+                              f" is not a build of --formats {self.formats} x --precision "
+                              f"{self.precisions}; those are {', '.join(b.name for b in every)}")
+        return [b for b in every if b.name in names]
 
     def record(self) -> dict:
         """What the manifest keeps: the builds by name and every other option."""
         d = asdict(self)
-        del d["formats"], d["precisions"]
+        del d["formats"], d["precisions"], d["build_names"]
         d["float_blocks"] = list(self.float_blocks)
         return {"builds": [b.name for b in self.builds()], **d}
