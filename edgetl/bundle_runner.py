@@ -52,10 +52,7 @@ RUNTIMES = {
     "onnxruntime-tensorrt": Runtime("onnx", "onnxruntime", "onnxruntime",
                                     "TensorrtExecutionProvider", True),
     "tensorrt": Runtime("tensorrt", "tensorrt", "tensorrt", None, True),
-    # the C++ runtime's bindings themselves: executorch.runtime imports the whole exporter
-    # (executorch.exir, torch._dynamo) on the way, ~4 s of every trial's start
-    "executorch": Runtime("executorch", "executorch", "executorch.extension.pybindings._C",
-                          None, False),
+    "executorch": Runtime("executorch", "executorch", "executorch.runtime", None, False),
 }
 
 
@@ -349,20 +346,15 @@ class ExecuTorchModel:
         try:
             import torch                  # first: the bindings resolve libtorch through it
             from executorch import version
-            from executorch.extension.pybindings import _C as bindings
         except ImportError:
             raise RuntimeMissing("ExecuTorch is not installed: pip install executorch") from None
         if batch != 1:
             raise BundleError(f"{path} was exported at batch 1: run it with --batch 1")
-        if threads:                                  # XNNPACK's own thread pool
-            bindings._unsafe_reset_threadpool(threads)
         self.torch = torch
-        # what executorch.runtime's Runtime.load_program(path).load_method does, without
-        # importing the exporter that module pulls in
-        self.program = bindings._load_program(
-            path, enable_etdump=False, debug_buffer_size=0,
-            program_verification=bindings.Verification.InternalConsistency, data_path=None)
-        self.method = self.program.load_method("forward")
+        try:
+            self.method = _executorch_method(path, threads)
+        except (ImportError, AttributeError, TypeError):  # another ExecuTorch's bindings:
+            self.method = _executorch_method_public(path, threads)   # its public API
         self.runtime, self.version = "executorch", version.__version__
         where = manifest.get("executorch") or {}
         portable = sum((where.get("portable_ops") or {}).values())
@@ -372,6 +364,29 @@ class ExecuTorchModel:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         run = lambda one: self.method([self.torch.from_numpy(one)])[0].numpy()
         return np.concatenate([run(x[i:i + 1]) for i in range(x.shape[0])])
+
+
+def _executorch_method(path, threads):
+    """The program's forward through the C++ runtime's bindings, as executorch.runtime's
+    Runtime.load_program(path).load_method does, without importing the whole exporter
+    (executorch.exir, torch._dynamo) that module pulls in: ~3.5 s of every bench trial's
+    start that no device pays (benchmarks/results/trial_start.json)."""
+    from executorch.extension.pybindings import _C as bindings
+    if threads:                                      # XNNPACK's own thread pool
+        bindings._unsafe_reset_threadpool(threads)
+    program = bindings._load_program(
+        path, enable_etdump=False, debug_buffer_size=0,
+        program_verification=bindings.Verification.InternalConsistency, data_path=None)
+    method = program.load_method("forward")
+    return lambda inputs, program=program: method(inputs)   # the program outlives the call
+
+
+def _executorch_method_public(path, threads):
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+    if threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+    return Runtime.get().load_program(path).load_method("forward").execute
 
 
 def _module_from(path: str):

@@ -75,18 +75,28 @@ def test_a_trial_opens_the_program_without_importing_the_exporter(int8_run):
     """Every bench trial starts a fresh runner: executorch.runtime pulls in the exporter
     (executorch.exir, torch._dynamo), seconds of each trial's start that a device never pays."""
     folder = int8_run[0] / "export" / "executorch-int8"
-    probe = ("import json, sys, numpy as np; sys.path.insert(0, '.'); import run; "
-             "m = run.load_manifest('.'); model = run.open_model(m, '.', threads=1); "
-             "x = run.to_input(np.load('eval.npz')['images'][:2], m); "
-             "print(json.dumps({'exir': [k for k in sys.modules if k.startswith('executorch.exir')],"
-             " 'logits': model(x).tolist()}))")
-    out = subprocess.run([sys.executable, "-c", probe], cwd=folder, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    result = json.loads(out.stdout.splitlines()[-1])
+    result = _open_and_run(folder, "")
     assert result["exir"] == []
     assert np.array(result["logits"]).shape == (2, len(json.loads(
         (folder / "manifest.json").read_text())["labels"]))
+    # another ExecuTorch's bindings: the runner falls back to the public API, same outputs
+    fallback = _open_and_run(folder, "model.method = run._executorch_method_public("
+                                     "m['model_file'], 1); ")
+    assert fallback["exir"] and fallback["logits"] == result["logits"]
+
+
+def _open_and_run(folder, then: str) -> dict:
+    """The bundle's run.py opens its program (then runs `then`) and runs two images, in a
+    fresh process: the executorch.exir modules it loaded and the logits."""
+    code = ("import json, sys, numpy as np; sys.path.insert(0, '.'); import run; "
+            "m = run.load_manifest('.'); model = run.open_model(m, '.', threads=1); " + then +
+            "x = run.to_input(np.load('eval.npz')['images'][:2], m); "
+            "exir = [k for k in sys.modules if k.startswith('executorch.exir')]; "
+            "print(json.dumps({'exir': exir, 'logits': model(x).tolist()}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def test_a_batch_the_program_was_not_exported_at_is_refused_in_one_line(int8_run):
