@@ -55,17 +55,11 @@ def parts(model, prepared, opt, x) -> dict:
             "whole_step_nhwc": lambda: step(teacher_nhwc, nhwc)}
 
 
-EDGETL_FQ = fake_quant.FakeQuantize.forward
-
-
 def aten(fn):
     """`fn` with every activation fake quantizer computing through ATen's kernel."""
     def with_aten():
-        fake_quant.FakeQuantize.forward = fake_quant.TorchaoFakeQuantize.forward
-        try:
+        with fake_quant.atens_kernel():
             return fn()
-        finally:
-            fake_quant.FakeQuantize.forward = EDGETL_FQ
     return with_aten
 
 

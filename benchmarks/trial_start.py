@@ -17,7 +17,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CODE, commit, save  # noqa: E402
 
-RUNTIME = {"onnx": "onnxruntime", "tflite": "litert", "executorch": "executorch"}
+from edgetl.bundle_runner import load_manifest, runtimes_for  # noqa: E402
+
+CPU_FORMATS = ("onnx", "tflite", "executorch")        # what a CPU trial runs here
 
 
 def trial(runner: Path, bundle: Path, runtime: str, iters: int) -> dict:
@@ -39,8 +41,9 @@ def main():
     ap.add_argument("--iters", type=int, default=100)
     args = ap.parse_args()
     export = Path(args.run) / "export"
-    builds = sorted(p.name for p in export.iterdir() if (p / "run.py").is_file()
-                    and p.name.split("-")[0] in RUNTIME)
+    formats = {p.name: load_manifest(p)["format"] for p in export.iterdir()
+               if (p / "run.py").is_file()}
+    builds = sorted(b for b, fmt in formats.items() if fmt in CPU_FORMATS)
     old = Path(tempfile.mkdtemp()) / "run_before.py"
     old.write_text(subprocess.run(["git", "-C", str(CODE), "show",
                                    f"{args.before}:edgetl/bundle_runner.py"],
@@ -50,7 +53,7 @@ def main():
     for r in range(args.rounds):
         for b in builds:
             for name, runner in runners.items():
-                got[b][name].append(trial(runner, export / b, RUNTIME[b.split("-")[0]],
+                got[b][name].append(trial(runner, export / b, runtimes_for(formats[b])[0],
                                           args.iters))
         print(f"round {r + 1} of {args.rounds} done")
     median = lambda rows, key: round(statistics.median(t[key] for t in rows), 3)

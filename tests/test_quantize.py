@@ -69,13 +69,8 @@ def test_qat_graph_frozen_passes_match_aten_and_trained_inputs_keep_their_gradie
     with torch.no_grad():
         fast = prepared(x)
         aten = [fake_quant.TorchaoFakeQuantize.forward(m, x) for m in fqs[:1]]
-    fake_quant.FakeQuantize.forward, own = fake_quant.TorchaoFakeQuantize.forward, \
-        fake_quant.FakeQuantize.forward
-    try:
-        with torch.no_grad():
-            assert torch.equal(prepared(x), fast)
-    finally:
-        fake_quant.FakeQuantize.forward = own
+    with fake_quant.atens_kernel(), torch.no_grad():
+        assert torch.equal(prepared(x), fast)
     assert torch.equal(fqs[0](x), aten[0])
     xg = (x * 3).requires_grad_()       # the straight-through gradient still flows: 1 inside
     fqs[0](xg * 1.0).sum().backward()    # the int8 range, 0 outside (partly outside here)

@@ -3,6 +3,7 @@
 from dataclasses import asdict, dataclass
 
 from ..core.errors import ConfigError
+from ..core.names import parse_names
 from ..core.options import check, option
 from .builds import PRECISIONS, plan
 from .formats import FORMATS, missing_package
@@ -69,12 +70,8 @@ class ExportOptions:
         every = plan(self.formats, self.precisions)
         if self.build_names is None:
             return every
-        names = [n.strip() for n in self.build_names.split(",") if n.strip()]
-        unknown = [n for n in names if n not in {b.name for b in every}]
-        if unknown or not names:
-            raise ConfigError(f"--builds {self.build_names}: {unknown[0] if unknown else 'none'}"
-                              f" is not a build of --formats {self.formats} x --precision "
-                              f"{self.precisions}; those are {', '.join(b.name for b in every)}")
+        names = parse_names(self.build_names, [b.name for b in every], "--builds name (a "
+                            f"build of --formats {self.formats} x --precision {self.precisions})")
         return [b for b in every if b.name in names]
 
     def record(self) -> dict:

@@ -9,6 +9,8 @@ round(x * (1/scale)) clamped to [qmin - zp, qmax - zp], times scale, which is AT
 ((clamp(zp + round(x * inv_scale), qmin, qmax) - zp) * scale, inv_scale = 1/scale in float32)
 step for step in float32: bit for bit the same for finite inputs.
 """
+import contextlib
+
 import torch
 from torchao.quantization.pt2e import FakeQuantize as TorchaoFakeQuantize
 
@@ -31,3 +33,15 @@ class FakeQuantize(TorchaoFakeQuantize):
         post = self.activation_post_process
         return fake_quantize_values(X, self.scale, self.zero_point, post.quant_min,
                                     post.quant_max)
+
+
+@contextlib.contextmanager
+def atens_kernel():
+    """Within it, every edgetl FakeQuantize computes through ATen's kernel (as before this
+    module): for measuring and checking the difference."""
+    own = FakeQuantize.forward
+    FakeQuantize.forward = TorchaoFakeQuantize.forward
+    try:
+        yield
+    finally:
+        FakeQuantize.forward = own
