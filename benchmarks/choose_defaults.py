@@ -12,12 +12,14 @@ RULE_POINTS of the best candidate's and not worse by McNemar (p >= 0.05).
 
 --question recipe (epochs, trained units; fp32 steps) writes results/choose_defaults.json;
 --question precision (fp32 against bf16 training steps, the defaults' recipe) writes
-results/choose_precision.json."""
+results/choose_precision.json; --question tier (the accuracy tier: EfficientNet-Lite2 at its
+native 260 px, trained units and epochs) writes results/choose_tier.json."""
 import argparse
 import logging
 import sys
 import tempfile
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -34,19 +36,23 @@ from edgetl.training.data import discover  # noqa: E402
 from edgetl.training.transforms import eval_transform, train_transform  # noqa: E402
 
 FP32 = {"train_precision": "fp32"}
-QUESTIONS = {            # question -> (result file, {name: TrainConfig overrides of the defaults})
-    "recipe": ("choose_defaults", {          # decided in fp32, before bf16 steps existed
+LITE2 = {"model": "efficientnet_lite2"}
+QUESTIONS = {     # question -> (result file, base overrides, {name: overrides of the base})
+    "recipe": ("choose_defaults", {}, {      # decided in fp32, before bf16 steps existed
         "20 epochs, top 5 units (earlier default)": {"epochs": 20, "unfreeze": 5, **FP32},
         "12 epochs, top 5 units": {"epochs": 12, "unfreeze": 5, **FP32},
         "8 epochs, top 5 units": {"epochs": 8, "unfreeze": 5, **FP32},
         "12 epochs, top 3 units": {"epochs": 12, "unfreeze": 3, **FP32},
         "8 epochs, top 3 units": {"epochs": 8, "unfreeze": 3, **FP32}}),
-    "precision": ("choose_precision", {      # the chosen recipe's steps in either format
+    "precision": ("choose_precision", {}, {  # the chosen recipe's steps in either format
         "fp32 steps": FP32,
         "bf16 steps (depthwise fp32)": {"train_precision": "bf16"}}),
+    "tier": ("choose_tier", LITE2, {         # Lite2 @260: 23 units, the top 7 all at 9x9
+        "12 epochs, top 5 units (the default recipe)": {"epochs": 12, "unfreeze": 5},
+        "12 epochs, top 7 units (the whole stride-32 stage)": {"epochs": 12, "unfreeze": 7}}),
 }
 FOLDS, VIEWS, RULE_POINTS = 3, 3, 0.3
-N_UNITS = 18                         # EfficientNet-Lite0: stem, 16 blocks, head conv
+DEFAULTS = asdict(TrainConfig())
 
 
 def pool_cache(data, out: Path, cfg, candidates: dict) -> tuple:
@@ -56,7 +62,7 @@ def pool_cache(data, out: Path, cfg, candidates: dict) -> tuple:
     samples = splits.train + splits.val
     model, spec = create_model(cfg.model, len(splits.classes), cfg.weights, cfg.dropout)
     spec = spec.with_size(spec.img_size).with_labels(splits.classes)
-    unit = min(strategy.cache_unit(TrainConfig(**o), len(model.features))
+    unit = min(strategy.cache_unit(replace(cfg, **o), len(model.features))
                for o in candidates.values())
     views = [eval_transform(spec)] + [train_transform(spec, cfg)] * (VIEWS - 1)
     frozen = features.FrozenPart(model, unit, spec.img_size, len(samples) * VIEWS)
@@ -84,9 +90,8 @@ def deeper(feats, model, unit: int, to_unit: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def evaluate(name, overrides, caches, labels, classes, folds, log) -> dict:
-    cfg = TrainConfig(**overrides).validate()
-    unit = strategy.cache_unit(cfg, N_UNITS)
+def evaluate(name, cfg, n_units, caches, labels, classes, folds, log) -> dict:
+    unit = strategy.cache_unit(cfg, n_units)
     correct = torch.zeros(len(labels), dtype=torch.bool)
     per_fold = []
     for k, (tr, va) in enumerate(folds):
@@ -98,6 +103,7 @@ def evaluate(name, overrides, caches, labels, classes, folds, log) -> dict:
                                               "seconds")})
         print(f"{name} fold {k + 1}: val {r['val_top1']:.4f} best epoch {r['best_epoch']} "
               f"in {r['seconds']} s")
+    overrides = {k: v for k, v in asdict(cfg).items() if v != DEFAULTS[k]}
     return {"overrides": overrides, "unit": unit, "pooled": top1(int(correct.sum()), len(labels)),
             "folds": per_fold, "seconds": round(sum(f["seconds"] for f in per_fold), 1),
             "correct": correct.tolist()}
@@ -117,23 +123,24 @@ def main():
     ap.add_argument("--data")
     ap.add_argument("--out", default="runs/bench-defaults")
     ap.add_argument("--question", choices=tuple(QUESTIONS), default="recipe",
-                    help="which defaults to choose: the recipe (epochs, trained units) or the "
-                    "training steps' number format")
+                    help="which defaults to choose: the recipe (epochs, trained units), the "
+                    "training steps' number format or the accuracy tier's trained units")
     args = ap.parse_args()
     data, out = data_path(args.data), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig()
-    result_name, candidates = QUESTIONS[args.question]
+    result_name, base, candidates = QUESTIONS[args.question]
+    cfg = TrainConfig(**base)
     feats, labels, classes, unit, model = pool_cache(data, out, cfg, candidates)
-    units = {strategy.cache_unit(TrainConfig(**o), N_UNITS) for o in candidates.values()}
+    configs = {n: replace(cfg, **o).validate() for n, o in candidates.items()}
+    units = {strategy.cache_unit(c, len(model.features)) for c in configs.values()}
     caches = {u: feats if u == unit else deeper(feats, model, unit, u) for u in units}
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=cfg.seed)
                  .split(labels.numpy(), labels.numpy()))
     log = logging.getLogger("choose_defaults")
     log.addHandler(logging.StreamHandler())
     log.setLevel(logging.WARNING)
-    results = {n: evaluate(n, o, caches, labels, classes, folds, log)
-               for n, o in candidates.items()}
+    results = {n: evaluate(n, c, len(model.features), caches, labels, classes, folds, log)
+               for n, c in configs.items()}
     best, chosen = choose(results)
     for r in results.values():
         r.pop("correct")
