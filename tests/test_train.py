@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 import edgetl
 from edgetl.training import precision, schedule, strategy
-from edgetl.training.config import TrainConfig
+from edgetl.training.config import TrainConfig, load_config
 
 from conftest import FAST, free_port, make_folder
 
@@ -30,6 +30,7 @@ def test_fine_tune_writes_every_output_and_learns(image_folder, tmp_path):
                 "wall_seconds"):
         assert key in saved
     assert saved["test"]["n"] == 24 and saved["img_size"] == 32
+    assert json.loads((out / "config.json").read_text())["unfreeze"] == 5   # as resolved
     assert m["test"]["top1"] >= 0.9, m["history"]
     assert sum(map(sum, saved["confusion_matrix"])) == 24
     with safe_open(str(out / "model.safetensors"), "pt") as f:
@@ -43,7 +44,7 @@ def test_other_strategies_train(image_folder, tmp_path, name):
     m = edgetl.train(image_folder, tmp_path / name, **{**FAST, "strategy": name, "epochs": 4,
                                                        "lr": 1e-2 if name == "full" else 3e-3})
     assert m["strategy"] == name and m["test"]["top1"] >= 0.75, m["history"]
-    progressive = 18 - TrainConfig().unfreeze     # the lowest unit it ever unfreezes
+    progressive = 18 - strategy.units_trained(TrainConfig())   # the lowest unit it unfreezes
     assert m["cached_from_unit"] == {"feature-extract": 18, "progressive": progressive,
                                      "full": 0}[name]
 
@@ -56,6 +57,12 @@ def test_strategy_schedules():
     assert [strategy.trainable_from(pg, n, e) for e in range(8)] == [18, 17, 17, 16, 16, 15,
                                                                      15, 15]
     assert not strategy.updates_bn(ft) and strategy.updates_bn(TrainConfig(weights="none"))
+    # --unfreeze unset: the model's own (Lite2: its whole stride-32 stage, units 16-22 of 23)
+    lite = {m: TrainConfig(model=f"efficientnet_lite{m}") for m in (0, 1, 2)}
+    assert [strategy.cache_unit(lite[m], n) for m, n in ((0, 18), (1, 23), (2, 23))] == \
+        [13, 18, 16]
+    assert strategy.cache_unit(TrainConfig(model="efficientnet_lite2", unfreeze=5), 23) == 18
+    assert load_config(model="efficientnet_lite2").unfreeze == 7     # recorded as resolved
     assert schedule.cosine(0, 100, 10) == pytest.approx(0.1)
     assert schedule.cosine(100, 100, 10) == pytest.approx(0.0)
 

@@ -10,6 +10,7 @@ from ..core.files import read_json, write_json
 from ..core.options import check, make, option
 from ..models import MODELS
 from .precision import CHOICES as PRECISIONS
+from .strategy import UNFREEZE, UNFREEZE_OTHERS, units_trained
 
 STRATEGIES = ("feature-extract", "fine-tune", "progressive", "full")
 
@@ -25,7 +26,10 @@ class TrainConfig:
     epochs: int = option(12, "epochs (12: chosen by 3-fold validation, "
                          "benchmarks/results/choose_defaults.json)", low=1)
     warmup_epochs: int = option(3, "head-only epochs before unfreezing (fine-tune)", low=0)
-    unfreeze: int = option(5, "top feature units trained after warm-up", low=1)
+    unfreeze: int | None = option(None, "top feature units trained after warm-up", low=1,
+                                  unset="the model's own, chosen by 3-fold validation: " +
+                                  ", ".join(f"{n} for {m}" for m, n in UNFREEZE.items()) +
+                                  f", else {UNFREEZE_OTHERS}")
     progressive_every: int = option(3, "epochs between unfreezing one more unit "
                                     "(progressive)", low=1)
     batch_size: int = option(64, "images per step", low=2)
@@ -70,6 +74,7 @@ class TrainConfig:
 
     def validate(self, where: str = "") -> "TrainConfig":
         check(self, where.rstrip(": "))
+        self.unfreeze = units_trained(self)     # resolved: runs compare settings by value
         if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
             raise ConfigError(f"{where}--weights {self.weights}: not 'imagenet', 'none' or an "
                               "existing checkpoint file")

@@ -7,6 +7,17 @@
 """
 import torch
 
+# model -> top feature units fine-tune trains when --unfreeze is not given, each chosen by 3-fold
+# validation: EfficientNet-Lite2 in benchmarks/results/choose_tier.json (top 7, its whole
+# stride-32 stage: +0.59 points over top 5, p = 0.04), the rest in choose_defaults.json (Lite0)
+UNFREEZE = {"efficientnet_lite2": 7}
+UNFREEZE_OTHERS = 5
+
+
+def units_trained(cfg) -> int:
+    """--unfreeze, else the model's own from UNFREEZE."""
+    return cfg.unfreeze or UNFREEZE.get(cfg.model, UNFREEZE_OTHERS)
+
 
 def cache_unit(cfg, n_units: int) -> int:
     """First unit that ever trains: features[:unit] is frozen for the whole run."""
@@ -14,7 +25,7 @@ def cache_unit(cfg, n_units: int) -> int:
         return n_units
     if cfg.strategy == "full":
         return 0
-    return n_units - min(cfg.unfreeze, n_units)
+    return n_units - min(units_trained(cfg), n_units)
 
 
 def trainable_from(cfg, n_units: int, epoch: int) -> int:
