@@ -6,8 +6,9 @@ Every candidate recipe trains with the edgetl epoch loop (edgetl.training.trial)
 the frozen part (3 views per image: the eval view and two augmented ones; a fold's validation
 images use their eval view). Recipes that train fewer units read the same cache run through the
 units they keep frozen, once. Recorded per candidate: pooled k-fold top-1 with its interval, the
-paired difference against the best candidate (lost/gained, exact McNemar), the best epochs and
-the training seconds per fold. The rule: the fastest candidate whose pooled top-1 is within
+paired difference against the best candidate (lost/gained, exact McNemar), the best epochs,
+the training seconds per fold and which images it got right ("correct": one 0/1 character per
+image of train + validation in discover's order, so questions on the same folds pair up). The rule: the fastest candidate whose pooled top-1 is within
 RULE_POINTS of the best candidate's and not worse by McNemar (p >= 0.05).
 
 --question recipe (epochs, trained units; fp32 steps) writes results/choose_defaults.json;
@@ -142,8 +143,8 @@ def main():
     results = {n: evaluate(n, c, len(model.features), caches, labels, classes, folds, log)
                for n, c in configs.items()}
     best, chosen = choose(results)
-    for r in results.values():
-        r.pop("correct")
+    for r in results.values():     # per image, in train + validation order: paired later
+        r["correct"] = "".join("1" if c else "0" for c in r["correct"])
     save(result_name, {
         "question": args.question, "amx": precision.has_amx(), "data": str(data),
         "images": len(labels), "folds": FOLDS, "views": VIEWS,
