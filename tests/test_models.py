@@ -1,4 +1,5 @@
 """Model registry, pretrained weights (offline package and torchvision cache) and checkpoints."""
+import json
 import os
 import subprocess
 import sys
@@ -141,9 +142,12 @@ def test_lite1_and_lite2_export_to_every_format_with_parity(name, tmp_path):
     from edgetl.exporting.formats import FORMATS
     data = make_folder(tmp_path / "data", classes=3, per_class=16)
     run = tmp_path / "run"               # trained as the shared Lite0 run is, at 48 px: a model
-    edgetl.train(data, run, **{**FAST, "model": name, "epochs": 15, "lr": 1e-2,  # that decides
-                               "img_size": 48,                 # clearly, so 1 image is no tie;
-                               "train_precision": "fp32"})     # the same model on every CPU
+    m = edgetl.train(data, run, **{**FAST, "model": name, "epochs": 15, "lr": 1e-2,  # that
+                                   "img_size": 48,             # decides clearly, so 1 image is
+                                   "train_precision": "fp32"})  # no tie; same on every CPU
+    own = {"efficientnet_lite1": 5, "efficientnet_lite2": 7}[name]   # --unfreeze unset
+    assert m["cached_from_unit"] == 23 - own and \
+        json.loads((run / "train" / "config.json").read_text())["unfreeze"] == own
     manifest = edgetl.export(run, formats=",".join(FORMATS), precisions="fp32,int8",
                              quant="ptq", calib_size=16, bundle_size=8, max_int8_drop=None)
     made = {a["format"] for a in manifest["artifacts"]}
