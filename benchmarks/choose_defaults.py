@@ -49,7 +49,7 @@ QUESTIONS = {     # question -> (result file, base overrides, {name: overrides o
         "fp32 steps": FP32,
         "bf16 steps (depthwise fp32)": {"train_precision": "bf16"}}),
     "tier": ("choose_tier", LITE2, {         # Lite2 @260: 23 units, the top 7 all at 9x9
-        "12 epochs, top 5 units (the default recipe)": {"epochs": 12, "unfreeze": 5},
+        "12 epochs, top 5 units (the recipe before)": {"epochs": 12, "unfreeze": 5},
         "12 epochs, top 7 units (the whole stride-32 stage)": {"epochs": 12, "unfreeze": 7}}),
 }
 FOLDS, VIEWS, RULE_POINTS = 3, 3, 0.3
