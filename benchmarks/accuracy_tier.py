@@ -19,22 +19,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CODE, RESULTS, commit, data_path, save, timed_cli  # noqa: E402
 from distill_time import train  # noqa: E402
 
+from edgetl.core.options import flag  # noqa: E402
+
 SEEDS = (0, 1)
 STUDENTS = {"default": [],            # name -> `edgetl train` options beside --teacher
             "patient": ["--cache-views", "6", "--epochs", "20", "--distill-weight", "0.8"]}
-# TrainConfig field -> its `edgetl train` option, for the overrides choose_tier.json records
-OPTIONS = {"model": "--model", "epochs": "--epochs", "unfreeze": "--unfreeze",
-           "img_size": "--img-size", "patience": "--patience"}
 
 
 def chosen_args() -> tuple:
     """(the chosen candidate's name, its `edgetl train` options) from choose_tier.json."""
     choice = json.loads((RESULTS / "choose_tier.json").read_text())
     overrides = choice["candidates"][choice["chosen"]]["overrides"]
-    unknown = set(overrides) - set(OPTIONS)
-    if unknown:
-        sys.exit(f"choose_tier.json overrides {sorted(unknown)}: add their options to OPTIONS")
-    return choice["chosen"], [a for k, v in overrides.items() for a in (OPTIONS[k], str(v))]
+    return choice["chosen"], [a for k, v in overrides.items() for a in (flag(k), str(v))]
 
 
 def export_tflite(run: Path) -> dict:

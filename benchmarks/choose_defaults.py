@@ -20,7 +20,7 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -53,18 +53,17 @@ QUESTIONS = {     # question -> (result file, base overrides, {name: overrides o
         "12 epochs, top 7 units (the whole stride-32 stage)": {"epochs": 12, "unfreeze": 7}}),
 }
 FOLDS, VIEWS, RULE_POINTS = 3, 3, 0.3
-DEFAULTS = asdict(TrainConfig())
 
 
-def pool_cache(data, out: Path, cfg, candidates: dict) -> tuple:
+def pool_cache(data, out: Path, cfg, configs: dict) -> tuple:
     """(features [N, VIEWS, ...] of features[:unit] for train + validation, labels, classes,
-    unit, model spec) with the widest candidate's unit."""
+    the candidates' units, model) with the widest candidate's unit."""
     splits = discover(data, cfg.seed)
     samples = splits.train + splits.val
     model, spec = create_model(cfg.model, len(splits.classes), cfg.weights, cfg.dropout)
     spec = spec.with_size(spec.img_size).with_labels(splits.classes)
-    unit = min(strategy.cache_unit(replace(cfg, **o), len(model.features))
-               for o in candidates.values())
+    units = {strategy.cache_unit(c, len(model.features)) for c in configs.values()}
+    unit = min(units)
     views = [eval_transform(spec)] + [train_transform(spec, cfg)] * (VIEWS - 1)
     frozen = features.FrozenPart(model, unit, spec.img_size, len(samples) * VIEWS)
     t0 = time.time()
@@ -77,7 +76,7 @@ def pool_cache(data, out: Path, cfg, candidates: dict) -> tuple:
     labels = torch.tensor([y for _, y in samples])
     print(f"cache: {len(samples)} images x {VIEWS} views in {time.time() - t0:.0f} s"
           f"{' (hit)' if hit else ''}")
-    return feats[ok], labels[ok], splits.classes, unit, model
+    return feats[ok], labels[ok], splits.classes, units, model
 
 
 @torch.no_grad()
@@ -91,7 +90,7 @@ def deeper(feats, model, unit: int, to_unit: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def evaluate(name, cfg, n_units, caches, labels, classes, folds, log) -> dict:
+def evaluate(name, cfg, overrides, n_units, caches, labels, classes, folds, log) -> dict:
     unit = strategy.cache_unit(cfg, n_units)
     correct = torch.zeros(len(labels), dtype=torch.bool)
     per_fold = []
@@ -104,7 +103,6 @@ def evaluate(name, cfg, n_units, caches, labels, classes, folds, log) -> dict:
                                               "seconds")})
         print(f"{name} fold {k + 1}: val {r['val_top1']:.4f} best epoch {r['best_epoch']} "
               f"in {r['seconds']} s")
-    overrides = {k: v for k, v in asdict(cfg).items() if v != DEFAULTS[k]}
     return {"overrides": overrides, "unit": unit, "pooled": top1(int(correct.sum()), len(labels)),
             "folds": per_fold, "seconds": round(sum(f["seconds"] for f in per_fold), 1),
             "correct": correct.tolist()}
@@ -131,17 +129,17 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     result_name, base, candidates = QUESTIONS[args.question]
     cfg = TrainConfig(**base)
-    feats, labels, classes, unit, model = pool_cache(data, out, cfg, candidates)
     configs = {n: replace(cfg, **o).validate() for n, o in candidates.items()}
-    units = {strategy.cache_unit(c, len(model.features)) for c in configs.values()}
-    caches = {u: feats if u == unit else deeper(feats, model, unit, u) for u in units}
+    feats, labels, classes, units, model = pool_cache(data, out, cfg, configs)
+    widest = min(units)
+    caches = {u: feats if u == widest else deeper(feats, model, widest, u) for u in units}
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=cfg.seed)
                  .split(labels.numpy(), labels.numpy()))
     log = logging.getLogger("choose_defaults")
     log.addHandler(logging.StreamHandler())
     log.setLevel(logging.WARNING)
-    results = {n: evaluate(n, c, len(model.features), caches, labels, classes, folds, log)
-               for n, c in configs.items()}
+    results = {n: evaluate(n, c, {**base, **candidates[n]}, len(model.features), caches,
+                           labels, classes, folds, log) for n, c in configs.items()}
     best, chosen = choose(results)
     for r in results.values():     # per image, in train + validation order: paired later
         r["correct"] = "".join("1" if c else "0" for c in r["correct"])
