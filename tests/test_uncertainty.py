@@ -13,7 +13,8 @@ from edgetl import cli
 from edgetl.benchmarking import session, verdict
 from edgetl.benchmarking.audit import summarise_conditions
 from edgetl.benchmarking.options import MIN_TRIALS
-from edgetl.benchmarking.stats import merge_trials, paired_speedup
+from edgetl.benchmarking.stats import merge_trials, paired_speedup, trials_to_reach
+from edgetl.benchmarking.trials import Rounds
 from edgetl.core import intervals
 from edgetl.core.errors import ConfigError
 from edgetl.quantizing import decision
@@ -34,6 +35,33 @@ def test_latency_intervals_are_t_intervals_on_the_logs():
     assert g["ci95"] == pytest.approx([math.exp(lo), math.exp(hi)])
     assert g["value"] == pytest.approx(stats.gmean(values))
     assert intervals.geometric([3.0])["ci95"] is None
+
+
+def test_rounds_go_on_only_while_the_budget_can_settle_a_row():
+    """The trials' stopping rule on real per-trial p50s: a row is projected to the trials its
+    +-2% needs at its spread (the t interval's own narrowing); rounds go on while some row gets
+    there (or clears its latency budget) within what the budget has left, else they stop and
+    say why."""
+    rows = lambda *p50s: [{"latency_ms": {"p50": v}} for v in p50s]
+    noisy, close = rows(5.8, 5.7, 5.6, 7.7, 6.0), rows(5.0, 5.2, 4.9, 5.1, 5.15)
+    logs = np.log([5.0, 5.2, 4.9, 5.1, 5.15])
+    need = trials_to_reach(np.exp(logs).tolist(), 2.0, 50)
+    half = lambda k: stats.t.ppf(0.975, k - 1) * logs.std(ddof=1) / math.sqrt(k)
+    assert half(need) <= math.log(1.02) < half(need - 1) and 5 < need < 15
+    rounds = Rounds(None, 2.0, 120.0)
+    assert rounds.stop_reason([close, noisy], elapsed=10.0) == ""         # 22 rounds left
+    tight = rounds.stop_reason([close, noisy], elapsed=100.0)             # 1 round left
+    assert "no row would reach +-2%" in tight and "after 5 rounds" in tight
+    assert "no row would reach" in rounds.stop_reason([noisy], elapsed=10.0)
+    assert rounds.stop_reason([close], elapsed=130.0) == \
+        "the 120 s budget ran out after 5 rounds"
+    stable = rows(5.0, 5.01, 4.99, 5.0, 5.02)
+    assert rounds.stop_reason([stable, []], elapsed=1.0).startswith("every row stable")
+    # a noisy row whose interval straddles its 6.5 ms budget: more rounds can clear it
+    budgeted = Rounds(None, 2.0, 120.0, limits=(6.5,))
+    assert merge_trials([t["latency_ms"] for t in noisy])["p50_ci95"][1] > 6.5
+    assert budgeted.stop_reason([noisy], elapsed=10.0) == ""
+    assert Rounds(3, 2.0, 120.0).stop_reason([noisy], 1.0) == "3 round(s), as asked"
 
 
 def test_a_trial_waits_for_a_busy_machine_and_says_what_it_saw(monkeypatch):
@@ -151,8 +179,10 @@ def test_every_row_carries_intervals_conditions_and_end_to_end_latency(adaptive)
         assert 0 < e2e["preprocess_p50"] < e2e["p50"]
     paired = [r for r in report["results"] if r.get("int8_speedup_paired")]
     assert paired and all(p["int8_speedup_paired"]["pairs"] == MIN_TRIALS for p in paired)
+    assert "after 5 rounds" in report["trials_stopped"]                # and why
     text = (out / "report.md").read_text()
     assert "## Conditions" in text and "## Flip audit" in text and "+-%" in text
+    assert f"trials: {report['trials_stopped']}" in text
 
 
 def test_the_flip_audit_names_every_image_that_changes(exported, adaptive):

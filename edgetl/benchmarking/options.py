@@ -31,13 +31,15 @@ class BenchOptions:
     min_seconds: float = option(0.0, "...and at least this long per trial", low=0)
     trials: int | None = option(None, "exactly this many trials, interleaved across builds",
                                 kind=int, low=1, high=1000,
-                                unset=f"at least {MIN_TRIALS}, then more until every p50 is "
-                                      "stable or --time-budget ends")
+                                unset=f"at least {MIN_TRIALS}, then more while they can make a "
+                                      "p50 stable within --time-budget")
     stable_pct: float = option(DEFAULT_STABLE_PCT, "a p50 is stable once its 95%% interval is "
                                "within +- this many percent; wider rows are marked noisy",
                                low=("above", 0), high=100)
-    time_budget: float = option(120.0, "seconds of trials, at most, after the first "
-                                f"{MIN_TRIALS} rounds", low=0)
+    time_budget: float = option(120.0, f"seconds of trials, at most (the first {MIN_TRIALS} "
+                                "rounds always run); sooner once more rounds could neither "
+                                "make a row stable nor settle a latency budget at its spread",
+                                low=0)
     allow_inconclusive: bool = option(False, "a latency budget whose interval straddles it "
                                       "passes (default: it fails the target)")
     wait_idle: float | None = option(None, "seconds each trial may wait for the device to go "

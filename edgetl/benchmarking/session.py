@@ -98,7 +98,7 @@ def benchmark(path, **options) -> dict:
                     stable_pct=o.stable_pct, time_budget=o.time_budget, wait_idle=o.wait_idle,
                     device=str(device))
     timing = Timing(o.batch, o.warmup, o.iters, o.min_seconds, o.wait_idle, o.sustained or 0.0)
-    rounds = Rounds(o.trials, o.stable_pct, o.time_budget)
+    rounds = Rounds(o.trials, o.stable_pct, o.time_budget, _latency_budgets(todo, target))
     if o.sustained:
         _check_sustained(todo, device)
         rounds = Rounds(1, o.stable_pct, 0)
@@ -120,6 +120,13 @@ def benchmark(path, **options) -> dict:
     return result
 
 
+def _latency_budgets(todo, target) -> tuple:
+    """Each row's latency budget (ms) from the target profile, None where it sets none."""
+    budgets = {(b.build, b.runtime): b.latency_budget_ms for b in target.builds} \
+        if target else {}
+    return tuple(budgets.get((name, runtime)) for name, _, _, runtime in todo)
+
+
 def _measure_and_write(ctx, todo, rounds, files, target, header: dict,
                        allow_inconclusive: bool) -> dict:
     """Trials, then the report; the earlier report moves to history only once the new one is
@@ -128,6 +135,7 @@ def _measure_and_write(ctx, todo, rounds, files, target, header: dict,
     try:
         with console.stage_output(running_log):
             results = ctx.run_all(todo, rounds)
+        header = {**header, "trials_stopped": ctx.stopped}
         machine = ctx.device.machine(ctx.device_machine, _here())
         for row in results:
             report.add_floor(row, machine.get("peak"), target)

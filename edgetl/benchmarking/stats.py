@@ -1,6 +1,8 @@
 """Latency statistics of a row: the trials of one build merged into one record with 95%
 intervals, whether that record is stable enough to stop, and int8 speed-ups paired trial by
 trial (trials are interleaved, so trial t of two builds ran in the same spell of the machine)."""
+import math
+
 from ..core.intervals import geometric
 
 STATISTICS = ("p50", "p90", "p95", "p99", "mean")
@@ -45,6 +47,20 @@ def merge_trials(trials: list, stable_pct: float = DEFAULT_STABLE_PCT) -> dict:
 def is_stable(merged: dict, stable_pct: float) -> bool:
     half = merged.get("half_width_pct")
     return half is not None and half <= stable_pct
+
+
+def trials_to_reach(values: list, half_pct: float, most: int) -> int | None:
+    """Trials at which the 95% interval of these per-trial values would lie within +-half_pct,
+    were their spread (on the log scale) to hold: the t interval narrows as t(n-1)/sqrt(n).
+    None when not within `most` trials."""
+    from scipy import stats
+    logs = [math.log(v) for v in values]
+    n = len(logs)
+    mean = sum(logs) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1)) if n > 1 else math.inf
+    goal = math.log1p(half_pct / 100)
+    return next((k for k in range(max(n, 2), most + 1)
+                 if stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k) <= goal), None)
 
 
 def paired_speedup(base: dict, latency: dict) -> dict | None:

@@ -93,6 +93,8 @@ def notes(result: dict) -> list:
         lines.append(f"+-%: half width of each p50's 95% interval over its trials (target "
                      f"+-{stable:g}%)" + (f"; NOISY: {', '.join(noisy)}" if noisy else
                                          "; every row stable"))
+    if result.get("trials_stopped"):
+        lines.append(f"trials: {result['trials_stopped']}")
     for r in result["results"]:
         drift = (r.get("conditions_summary") or {}).get("probe_drift_pct")
         if drift is not None and drift > 10:

@@ -13,7 +13,7 @@ from .audit import summarise_conditions
 from .baseline import TorchBaseline
 from .devices import Trial
 from .options import MAX_TRIALS, MIN_TRIALS
-from .stats import is_stable, merge_trials
+from .stats import centre_key, is_stable, merge_trials, trials_to_reach
 
 
 def _end_to_end(trials, stable_pct):
@@ -30,24 +30,57 @@ def _end_to_end(trials, stable_pct):
 
 @dataclass(frozen=True)
 class Rounds:
-    """How many rounds of trials: `fixed` exactly, else at least MIN_TRIALS and then more until
-    every timed row is stable (its p50 interval within +-stable_pct) or `budget` seconds of
-    trials have passed."""
+    """How many rounds of trials: `fixed` exactly, else at least MIN_TRIALS and then more while
+    they can still buy something within `budget` seconds: a row's p50 interval within
+    +-stable_pct, or an interval that straddles the row's latency budget (`limits`: one per
+    row, None without) clear of it. A row's rounds to go are projected from its spread so far
+    (stats.trials_to_reach); when no row can get there in the rounds the budget has left, more
+    trials would only narrow intervals that stay noisy, so they stop."""
     fixed: int | None
     stable_pct: float
     budget: float
+    limits: tuple = ()
 
     @property
     def first(self) -> int:
         return self.fixed or MIN_TRIALS
 
-    def done(self, trial_rows: list, elapsed: float) -> bool:
+    def stop_reason(self, trial_rows: list, elapsed: float) -> str:
+        """Why the trials stop after these rounds ('' to go on)."""
+        done = max(map(len, trial_rows), default=0)
         if self.fixed is not None:
-            return True
-        timed = [[t["latency_ms"] for t in rows] for rows in trial_rows
+            return f"{self.fixed} round(s), as asked"
+        goals = [self._goal(i, rows) for i, rows in enumerate(trial_rows)
                  if rows and rows[0].get("latency_ms")]
-        return elapsed >= self.budget or all(
-            is_stable(merge_trials(t, self.stable_pct), self.stable_pct) for t in timed)
+        wanted = [g for g in goals if g is not None]
+        if not wanted:
+            return f"every row stable (+-{self.stable_pct:g}%) after {done} rounds"
+        if elapsed >= self.budget:
+            return f"the {self.budget:g} s budget ran out after {done} rounds"
+        left = int((self.budget - elapsed) / (elapsed / done)) if elapsed > 0 else MAX_TRIALS
+        need = [trials_to_reach(values, pct, MAX_TRIALS) for values, pct in wanted]
+        if any(n is not None and n - done <= left for n in need):
+            return ""
+        return (f"after {done} rounds: at the rows' spread, no row would reach +-"
+                f"{self.stable_pct:g}% (or clear its latency budget) in the {left} more the "
+                f"{self.budget:g} s budget allows; --trials N or a larger --time-budget narrows "
+                "the intervals")
+
+    def _goal(self, i: int, rows: list):
+        """(per-trial values, the half width in % that would settle the row), or None when
+        the row is settled: stable, its interval clear of its latency budget or it has none."""
+        latencies = [t["latency_ms"] for t in rows]
+        merged = merge_trials(latencies, self.stable_pct)
+        if is_stable(merged, self.stable_pct):
+            return None
+        centre = centre_key(latencies)
+        values, goal = [t[centre] for t in latencies], self.stable_pct
+        limit = self.limits[i] if i < len(self.limits) else None
+        ci = merged.get(f"{centre}_ci95")
+        if limit is not None and ci and ci[0] <= limit < ci[1]:
+            ratio = limit / merged[centre]
+            goal = max(goal, (max(ratio, 1 / ratio) - 1) * 100)
+        return values, goal
 
 
 class Measurer:
@@ -59,18 +92,21 @@ class Measurer:
         self.device_machine, self.baseline, self.timed_out = None, None, False
         self.peak_asked = False         # the GEMM peak is probed once, whatever that run gives
         self.export_failures = []
+        self.stopped = ""               # why the rounds of trials ended
 
     def run_all(self, todo, rounds) -> list:
-        """Rounds of one trial per row, interleaved, until `rounds` says the rows are stable
-        (or its count or time budget is spent)."""
+        """Rounds of one trial per row, interleaved, until `rounds` gives a reason to stop
+        (kept in self.stopped)."""
         trial_rows, errors = [[] for _ in todo], [None] * len(todo)
         bar = console.bar(total=rounds.first * len(todo), desc="bench", unit="run")
         started = time.monotonic()
         for t in range(MAX_TRIALS):
             if t and (self.device_machine or {}).get("emulated"):
-                break                       # its runner only scores: one pass is all there is
+                self.stopped = "one pass: an emulated CPU only scores"
+                break
             if t >= rounds.first:
-                if rounds.done(trial_rows, time.monotonic() - started):
+                self.stopped = rounds.stop_reason(trial_rows, time.monotonic() - started)
+                if self.stopped:
                     break
                 bar.total += len(todo)
                 bar.refresh()
@@ -83,6 +119,8 @@ class Measurer:
                 except EdgetlError as e:
                     errors[i] = e
                     self.timed_out |= "no answer within" in str(e)
+        else:
+            self.stopped = f"{MAX_TRIALS} rounds, the most"
         bar.close()
         return [_row(name, folder, manifest, runtime, trial_rows[i], errors[i],
                      rounds.stable_pct) for i, (name, folder, manifest, runtime) in
