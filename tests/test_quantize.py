@@ -77,3 +77,40 @@ def test_qat_graph_frozen_passes_match_aten_and_trained_inputs_keep_their_gradie
     levels = torch.mul(xg.detach(), 1.0 / fqs[0].scale).round()
     inside = (levels >= -128) & (levels <= 127)
     assert not inside.all() and torch.equal(xg.grad, inside.float())
+
+
+def test_quantize_dequantize_gives_the_converted_graphs_pair_bit_for_bit():
+    from torch.ao.quantization.fx import _decomposed  # noqa: F401  (registers the ops)
+
+    from edgetl.quantizing.fake_quant import quantize_dequantize
+    ops = torch.ops.quantized_decomposed
+    torch.manual_seed(0)
+    for scale, zp in ((0.05, 0), (6.0 / 127, 0), (0.0123, -7), (0.37, 5), (0.0470588244497776, 0)):
+        k = torch.arange(-300, 300, dtype=torch.float32)
+        x = torch.cat([torch.randn(200_000) * scale * 200, (k + 0.5) * scale, k * scale,
+                       torch.nextafter((k + 0.5) * scale, torch.tensor(1e9))])
+        q = ops.quantize_per_tensor(x, scale, zp, -128, 127, torch.int8)
+        want = ops.dequantize_per_tensor(q, scale, zp, -128, 127, torch.int8)
+        assert torch.equal(quantize_dequantize(x, scale, zp, -128, 127), want), (scale, zp)
+
+
+def test_the_fast_reference_and_the_report_probe_give_the_int8_graphs_logits_bit_for_bit():
+    """The int8 reference the export scores runs each weight's quantize/dequantize once and each
+    activation's pair as one pass; the same logits as the converted graph, to the bit, for PTQ
+    and QAT graphs, and in the quantization report's probe."""
+    from edgetl.quantizing.layers import is_quant, op_name
+    from edgetl.quantizing.quant_report import _Probe
+    from edgetl.quantizing.references import fast_reference
+    model = _conv_bn_relu6()
+    x = torch.randn(16, 3, 12, 12)
+    for prepare in (quantize.prepare_ptq, quantize.prepare_qat):
+        prepared = prepare(model, (x[:2],))
+        prepared(x)
+        converted = quantize.convert(prepared)
+        fast = fast_reference(converted)
+        assert not [n for n in fast.graph.nodes if is_quant(n)], prepare.__name__
+        assert any(op_name(n.target) == "quantize_dequantize" for n in fast.graph.nodes)
+        with torch.no_grad():
+            want = converted(x)
+            assert torch.equal(fast(x), want), prepare.__name__
+            assert torch.equal(_Probe(converted).run(x), want), prepare.__name__

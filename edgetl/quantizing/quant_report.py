@@ -16,7 +16,9 @@ import math
 import numpy as np
 import torch
 
+from .fake_quant import quantize_dequantize
 from .nodes import DEQUANT_OPS, QUANT_OPS
+from .references import constant_dequantized, fusable
 from .layers import (block_of, clipped_next, float_region_quants,
                      is_quant, op_name, quantized_tensor_layer)
 
@@ -27,11 +29,16 @@ GAIN_DB = 0.5                  # output SQNR gain that makes a block "sensitive"
 class _Probe(torch.fx.Interpreter):
     """Runs a converted graph; the quantize/dequantize ops of the quantize nodes named in
     `bypass` (all, with bypass=True) pass values through; records what reaches each quantize
-    node."""
+    node. The rest runs as references.fast_reference runs it (the same values, bit for bit):
+    each weight's pair done once, each activation's pair as one quantize_dequantize pass."""
 
     def __init__(self, gm, bypass=()):
         super().__init__(gm)
         self.bypass, self.seen = bypass, {}
+        self.fused = {q for q in gm.graph.nodes if fusable(q)}
+        self.weights = {dq: constant_dequantized(gm, dq) for dq in gm.graph.nodes
+                        if is_quant(dq, DEQUANT_OPS) and is_quant(dq.args[0])
+                        and dq.args[0].args[0].op == "get_attr"}
 
     def _skip(self, node) -> bool:
         if self.bypass is True:
@@ -46,6 +53,12 @@ class _Probe(torch.fx.Interpreter):
                 self.seen[n.name] = x.detach()
             if self._skip(n):
                 return x
+            if n in self.fused:
+                return quantize_dequantize(x, *n.args[1:5])
+            if n.args[0] in self.fused:                 # its quantize already dequantized
+                return x
+            if n in self.weights:
+                return self.weights[n]
         return super().run_node(n)
 
 

@@ -1,9 +1,16 @@
 """PyTorch references: the logits of the float model and of the int8 graph on uint8 crops,
 fed exactly as the bundles feed their models, and top-1 on them."""
+import copy
+import numbers
+import operator
+
 import numpy as np
 import torch
 
 from .. import bundle_runner
+from .fake_quant import quantize_dequantize
+from .layers import is_quant, op_name
+from .nodes import DEQUANT_OPS
 
 
 def top1(logits, labels) -> float:
@@ -14,7 +21,9 @@ def torch_logits(model, images, spec, batch=4) -> np.ndarray:
     """A PyTorch model's logits (float or int8 reference graph) on uint8 crops, fed exactly as
     the bundles feed their models. Small batches keep the int8 graph's quantize/dequantize
     passes in cache: about 3x faster than batches of 64 at 224 px, predictions unchanged
-    (benchmarks/reference_batch.py)."""
+    (benchmarks/reference_batch.py). An int8 graph runs as fast_reference's copy."""
+    if isinstance(model, torch.fx.GraphModule):
+        model = fast_reference(model)
     manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
                 "input": {"layout": "NCHW", "dtype": "float32"}}
     out = []
@@ -23,3 +32,44 @@ def torch_logits(model, images, spec, batch=4) -> np.ndarray:
             x = torch.from_numpy(bundle_runner.to_input(images[i:i + batch], manifest))
             out.append(model(x).float().numpy())
     return np.concatenate(out)
+
+
+def fast_reference(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """A copy of an int8 graph that computes the same logits, bit for bit, in about half the
+    time (2.3x on Lite0 @224, 2 threads): each weight's quantize/dequantize pair (run on every
+    call: the weights are kept in float) is done once, now, and each activation's pair is one
+    quantize_dequantize pass instead of two ops and an int8 tensor."""
+    gm = copy.deepcopy(converted)
+    graph = gm.graph
+    for q in [n for n in graph.nodes if is_quant(n)]:
+        if fusable(q):
+            with graph.inserting_after(q):
+                new = graph.call_function(quantize_dequantize, tuple(q.args[:5]))
+            for dq in list(q.users):
+                dq.replace_all_uses_with(new)
+        elif q.args[0].op == "get_attr":                       # a weight: a constant
+            for dq in [u for u in q.users if is_quant(u, DEQUANT_OPS)]:
+                name = f"_reference_{dq.name}"
+                gm.register_buffer(name, constant_dequantized(gm, dq))
+                with graph.inserting_before(dq):
+                    dq.replace_all_uses_with(graph.get_attr(name))
+    graph.eliminate_dead_code()
+    gm.recompile()
+    return gm
+
+
+def fusable(q) -> bool:
+    """A per-tensor quantize node with number qparams whose every user is the dequantize with
+    the same ones: the pair is quantize_dequantize."""
+    return is_quant(q, ("quantize_per_tensor",)) and bool(q.users) and \
+        all(isinstance(a, numbers.Number) for a in q.args[1:5]) and \
+        all(is_quant(u, ("dequantize_per_tensor",)) and not u.kwargs and
+            tuple(u.args[1:]) == tuple(q.args[1:]) for u in q.users)
+
+
+def constant_dequantized(gm, dq) -> torch.Tensor:
+    """A weight's dequantize(quantize(weight)), run once with the graph's own ops."""
+    value = lambda a: operator.attrgetter(a.target)(gm) if isinstance(a, torch.fx.Node) else a
+    q = dq.args[0]
+    quantized = q.target(*map(value, q.args), **q.kwargs)
+    return dq.target(quantized, *map(value, dq.args[1:]), **dq.kwargs)
