@@ -69,3 +69,30 @@ def test_augmented_views_are_the_same_in_any_process_and_any_number_of_decoders(
     assert got[2, 7][0] == 2 and got[0, 7][0] == 0            # forked decoders, then none
     assert torch.equal(got[2, 7][1], got[0, 7][1])
     assert not torch.equal(got[0, 7][1], got[0, 8][1])
+
+
+def test_the_cache_decodes_each_image_once_for_the_same_views(image_folder, monkeypatch):
+    """The cache pass decodes an image once for all its views; view v is the tensor the
+    one-view loader makes with seed*1000 + v (the views a run cached before), and the decoder
+    ran once per image."""
+    from edgetl.training import data
+    from edgetl.training.config import TrainConfig
+    from edgetl.training.transforms import train_transform
+    samples = discover(image_folder, 0).train
+    _, spec = create_model("efficientnet_lite0", 2, weights="none")
+    spec = spec.with_size(32)
+    transforms = [eval_transform(spec)] + [train_transform(spec, TrainConfig())] * 2
+    seeds = [3000 + v for v in range(3)]
+    one_view = [torch.cat([x for x, _, _ in data.loader(samples, t, spec.resize_size, 4,
+                                                          shuffle_seed=s,
+                                                          sampler=range(len(samples)))])
+                for t, s in zip(transforms, seeds)]
+    real, decoded = data.open_rgb, []
+    monkeypatch.setattr(data, "open_rgb", lambda path, size: decoded.append(path) or
+                        real(path, size))
+    views = torch.cat([x for x, _, _ in data.views_loader(samples, transforms, seeds,
+                                                          spec.resize_size, 4)])
+    assert len(decoded) == len(samples) and views.shape[1] == 3
+    for v in range(3):
+        assert torch.equal(views[:, v], one_view[v]), v
+    assert not torch.equal(views[:, 1], views[:, 2])        # another seed, another view

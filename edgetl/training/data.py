@@ -242,19 +242,41 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i):
+        img, label = self._decoded(i)
+        return self._view(img, self.transform, self.augment_seed, i), label, i
+
+    def _decoded(self, i) -> tuple:
         path, label = self.samples[i]
         try:
-            img = open_rgb(path, self.draft_size)
+            return open_rgb(path, self.draft_size), label
         except DECODE_ERRORS as e:
             if not self.skip_bad:
                 raise DataError(f"{path}: unreadable image ({e}); restore or remove it (edgetl "
                                 "train: --skip-bad-images skips such files)") from e
-            img, label = Image.new("RGB", (self.draft_size,) * 2), -1
-        if self.augment_seed is None:
-            return self.transform(img), label, i
+            return Image.new("RGB", (self.draft_size,) * 2), -1
+
+    @staticmethod
+    def _view(img, transform, augment_seed, i):
+        if augment_seed is None:
+            return transform(img)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.augment_seed * 1_000_003 + i)
-            return self.transform(img), label, i
+            torch.manual_seed(augment_seed * 1_000_003 + i)
+            return transform(img)
+
+
+class ViewsDataset(ImageDataset):
+    """(views [V, ...], label, index) per sample: each image decoded once, then view v made
+    by transforms[v] drawing from (seeds[v], i), as ImageDataset with augment_seed seeds[v]
+    makes it: the same tensors, one decode instead of V."""
+
+    def __init__(self, samples: list, transforms: list, seeds: list, draft_size: int,
+                 skip_bad: bool = False):
+        super().__init__(samples, None, draft_size, skip_bad)
+        self.views = list(zip(transforms, seeds))
+
+    def __getitem__(self, i):
+        img, label = self._decoded(i)
+        return torch.stack([self._view(img, t, seed, i) for t, seed in self.views]), label, i
 
 
 def loader(samples, transform, draft_size, batch_size, workers=0, shuffle_seed=None,
@@ -264,11 +286,22 @@ def loader(samples, transform, draft_size, batch_size, workers=0, shuffle_seed=N
     (ImageDataset); batches are (images, labels, indices)."""
     shuffle = shuffle_seed is not None
     g = torch.Generator().manual_seed(shuffle_seed) if shuffle else None
-    return torch.utils.data.DataLoader(
-        ImageDataset(samples, transform, draft_size, skip_bad, shuffle_seed),
-        batch_size=batch_size,
-        shuffle=shuffle and sampler is None, sampler=sampler, generator=g,
-        num_workers=_decoders(workers), collate_fn=_collate)
+    return _data_loader(ImageDataset(samples, transform, draft_size, skip_bad, shuffle_seed),
+                        batch_size, workers, shuffle=shuffle and sampler is None,
+                        sampler=sampler, generator=g)
+
+
+def views_loader(samples, transforms, seeds, draft_size, batch_size, workers=0,
+                 skip_bad=False) -> torch.utils.data.DataLoader:
+    """Batches (views [B, V, ...], labels, indices) of ViewsDataset, in sample order."""
+    return _data_loader(ViewsDataset(samples, transforms, seeds, draft_size, skip_bad),
+                        batch_size, workers)
+
+
+def _data_loader(dataset, batch_size, workers, **order) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size,
+                                       num_workers=_decoders(workers), collate_fn=_collate,
+                                       **order)
 
 
 def _decoders(workers: int) -> int:

@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from ..core.console import bar as progress
 from ..core.files import atomic_write, sha256
 from . import distributed
-from .data import loader
+from .data import views_loader
 from .fingerprint import stats
 from .transforms import eval_transform, train_transform
 
@@ -125,20 +125,20 @@ class Renormalized(torch.nn.Module):
 def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=False,
             teacher: Teacher = None) -> tuple:
     """(features [N, V, ...] float16, ok mask [N], teacher logits [N, V, C] or None): `run` (and
-    the teacher) on every transform of every sample. `decode`: the loader's draft_size,
-    batch_size, workers, skip_bad and seed (view v of sample i is the same wherever and
-    however it is decoded)."""
+    the teacher) on every transform of every sample, each image decoded once for all its
+    views. `decode`: the loader's draft_size, batch_size, workers, skip_bad and seed (view v
+    of sample i is the same wherever and however it is decoded)."""
     ok = torch.ones(len(samples), dtype=torch.bool)
     out = soft = None
+    seeds = [decode.get("seed", 0) * 1000 + v for v in range(len(transforms))]
     bar = progress(total=len(samples) * len(transforms), desc=f"{desc} ({run.engine})",
                    unit="img", disable=disable)
-    for v, transform in enumerate(transforms):
-        for x, labels, idx in loader(samples, transform, decode["draft_size"],
-                                     decode["batch_size"], decode["workers"],
-                                     skip_bad=decode["skip_bad"],
-                                     shuffle_seed=decode.get("seed", 0) * 1000 + v,
-                                     sampler=range(len(samples))):      # in order
-            ok[idx[labels < 0]] = False
+    for views, labels, idx in views_loader(samples, transforms, seeds, decode["draft_size"],
+                                           decode["batch_size"], decode["workers"],
+                                           skip_bad=decode["skip_bad"]):      # in order
+        ok[idx[labels < 0]] = False
+        for v in range(views.shape[1]):
+            x = views[:, v].contiguous()
             y = run(x).to(torch.float16).contiguous()
             if out is None:
                 out = torch.zeros((len(samples), len(transforms), *y.shape[1:]), dtype=y.dtype)
@@ -148,7 +148,7 @@ def compute(run: FrozenPart, samples, transforms, decode: dict, desc, disable=Fa
                 if soft is None:
                     soft = torch.zeros((len(samples), len(transforms), t.shape[1]))
                 soft[idx, v] = t
-            bar.update(len(idx))
+        bar.update(len(idx) * len(transforms))
     bar.close()
     return out, ok, soft
 
