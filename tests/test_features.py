@@ -73,8 +73,8 @@ def test_augmented_views_are_the_same_in_any_process_and_any_number_of_decoders(
 
 def test_the_cache_decodes_each_image_once_for_the_same_views(image_folder, monkeypatch):
     """The cache pass decodes an image once for all its views; view v is the tensor the
-    one-view loader makes with seed*1000 + v (the views a run cached before), and the decoder
-    ran once per image."""
+    one-view loader makes with seed*1000 + v (the views a run cached before), the decoder ran
+    once per image, and the global RNG (dropout's, in the epochs after) is not drawn from."""
     from edgetl.training import data
     from edgetl.training.config import TrainConfig
     from edgetl.training.transforms import train_transform
@@ -90,9 +90,11 @@ def test_the_cache_decodes_each_image_once_for_the_same_views(image_folder, monk
     real, decoded = data.open_rgb, []
     monkeypatch.setattr(data, "open_rgb", lambda path, size: decoded.append(path) or
                         real(path, size))
+    global_rng = torch.get_rng_state()
     views = torch.cat([x for x, _, _ in data.views_loader(samples, transforms, seeds,
                                                           spec.resize_size, 4)])
     assert len(decoded) == len(samples) and views.shape[1] == 3
+    assert torch.equal(torch.get_rng_state(), global_rng)    # dropout's draws stay as they were
     for v in range(3):
         assert torch.equal(views[:, v], one_view[v]), v
     assert not torch.equal(views[:, 1], views[:, 2])        # another seed, another view

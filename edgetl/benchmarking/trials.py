@@ -67,8 +67,9 @@ class Rounds:
                 "the intervals")
 
     def _goal(self, i: int, rows: list):
-        """(per-trial values, the half width in % that would settle the row), or None when
-        the row is settled: stable, its interval clear of its latency budget or it has none."""
+        """(its per-trial values, the half width in % that would settle it) for a row not yet
+        stable: +-stable_pct, or, while its interval straddles its latency budget, the width
+        that would clear it if that is wider; None for a stable row."""
         latencies = [t["latency_ms"] for t in rows]
         merged = merge_trials(latencies, self.stable_pct)
         if is_stable(merged, self.stable_pct):

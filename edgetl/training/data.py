@@ -293,9 +293,11 @@ def loader(samples, transform, draft_size, batch_size, workers=0, shuffle_seed=N
 
 def views_loader(samples, transforms, seeds, draft_size, batch_size, workers=0,
                  skip_bad=False) -> torch.utils.data.DataLoader:
-    """Batches (views [B, V, ...], labels, indices) of ViewsDataset, in sample order."""
+    """Batches (views [B, V, ...], labels, indices) of ViewsDataset, in sample order. Its
+    decoders' base seed comes from a generator of its own (as loader's does with a seed): the
+    global one, which dropout draws from in training, is left as it was."""
     return _data_loader(ViewsDataset(samples, transforms, seeds, draft_size, skip_bad),
-                        batch_size, workers)
+                        batch_size, workers, generator=torch.Generator().manual_seed(seeds[0]))
 
 
 def _data_loader(dataset, batch_size, workers, **order) -> torch.utils.data.DataLoader:
