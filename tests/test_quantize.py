@@ -82,7 +82,7 @@ def test_qat_graph_frozen_passes_match_aten_and_trained_inputs_keep_their_gradie
 def test_quantize_dequantize_gives_the_converted_graphs_pair_bit_for_bit():
     from torch.ao.quantization.fx import _decomposed  # noqa: F401  (registers the ops)
 
-    from edgetl.quantizing.fake_quant import quantize_dequantize
+    from edgetl.quantizing.references import quantize_dequantize
     ops = torch.ops.quantized_decomposed
     torch.manual_seed(0)
     for scale, zp in ((0.05, 0), (6.0 / 127, 0), (0.0123, -7), (0.37, 5), (0.0470588244497776, 0)):

@@ -22,16 +22,6 @@ def fake_quantize_values(x: torch.Tensor, scale: torch.Tensor, zero_point: torch
     return torch.mul(x, 1.0 / scale).round_().clamp_(quant_min - z, quant_max - z).mul_(scale)
 
 
-def quantize_dequantize(x: torch.Tensor, scale: float, zero_point: int, quant_min: int,
-                        quant_max: int) -> torch.Tensor:
-    """A converted graph's quantize_per_tensor then dequantize_per_tensor (Python-number
-    qparams), in four vectorised passes: their (clamp(round(x * (1/scale)) + zp, qmin, qmax)
-    - zp) * scale with 1/scale taken in double as they take it, so bit for bit the same for
-    finite inputs, without the int8 tensor between them."""
-    return torch.mul(x, 1.0 / scale).round_().clamp_(quant_min - zero_point,
-                                                      quant_max - zero_point).mul_(scale)
-
-
 class FakeQuantize(TorchaoFakeQuantize):
     """torchao's FakeQuantize; a per-tensor one with frozen scales (observer off) whose input
     takes no gradient computes its values with `fake_quantize_values`."""

@@ -16,9 +16,8 @@ import math
 import numpy as np
 import torch
 
-from .fake_quant import quantize_dequantize
 from .nodes import DEQUANT_OPS, QUANT_OPS
-from .references import constant_dequantized, fusable
+from .references import constant_dequantized, fusable, quantize_dequantize
 from .layers import (block_of, clipped_next, float_region_quants,
                      is_quant, op_name, quantized_tensor_layer)
 

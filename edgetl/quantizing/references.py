@@ -8,8 +8,7 @@ import numpy as np
 import torch
 
 from .. import bundle_runner
-from .fake_quant import quantize_dequantize
-from .layers import is_quant, op_name
+from .layers import is_quant
 from .nodes import DEQUANT_OPS
 
 
@@ -32,6 +31,16 @@ def torch_logits(model, images, spec, batch=4) -> np.ndarray:
             x = torch.from_numpy(bundle_runner.to_input(images[i:i + batch], manifest))
             out.append(model(x).float().numpy())
     return np.concatenate(out)
+
+
+def quantize_dequantize(x: torch.Tensor, scale: float, zero_point: int, quant_min: int,
+                        quant_max: int) -> torch.Tensor:
+    """A converted graph's quantize_per_tensor then dequantize_per_tensor (Python-number
+    qparams), in four vectorised passes: their (clamp(round(x * (1/scale)) + zp, qmin, qmax)
+    - zp) * scale with 1/scale taken in double as they take it, so bit for bit the same for
+    finite inputs, without the int8 tensor between them."""
+    return torch.mul(x, 1.0 / scale).round_().clamp_(quant_min - zero_point,
+                                                      quant_max - zero_point).mul_(scale)
 
 
 def fast_reference(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
