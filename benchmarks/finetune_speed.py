@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from common import data_path, save, timed_cli
 from edgetl.training.config import TrainConfig
-from edgetl.training.data import ImageDataset, discover
+from edgetl.training.data import discover
+from edgetl.training.images import ImageDataset
 from edgetl.training.transforms import eval_transform, train_transform
 from edgetl.models import create_model
 

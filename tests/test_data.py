@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 import edgetl
-from edgetl.training.data import discover, open_rgb
+from edgetl.training.data import discover
+from edgetl.training.images import open_rgb
 
 from conftest import FAST, make_folder
 

@@ -149,7 +149,8 @@ import warnings
 import jax.numpy as jnp
 jnp.zeros(1).block_until_ready()                      # JAX's threads are running
 from torchvision import transforms
-from edgetl.training.data import discover, loader
+from edgetl.training.data import discover
+from edgetl.training.images import loader
 with warnings.catch_warnings(record=True) as seen:
     warnings.simplefilter("always")
     n = sum(len(y) for _, y, _ in loader(discover({str(data)!r}).train, transforms.ToTensor(),

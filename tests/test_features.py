@@ -39,7 +39,8 @@ def test_engine_is_picked_by_the_amount_of_work():
 
 VIEWS = """import sys, torch
 from edgetl.training.config import TrainConfig
-from edgetl.training.data import discover, loader
+from edgetl.training.data import discover
+from edgetl.training.images import loader
 from edgetl.training.transforms import train_transform
 from edgetl.models import create_model
 _, spec = create_model("efficientnet_lite0", 2, weights="none")
@@ -75,7 +76,7 @@ def test_the_cache_decodes_each_image_once_for_the_same_views(image_folder, monk
     """The cache pass decodes an image once for all its views; view v is the tensor the
     one-view loader makes with seed*1000 + v (the views a run cached before), the decoder ran
     once per image, and the global RNG (dropout's, in the epochs after) is not drawn from."""
-    from edgetl.training import data
+    from edgetl.training import images
     from edgetl.training.config import TrainConfig
     from edgetl.training.transforms import train_transform
     samples = discover(image_folder, 0).train
@@ -83,16 +84,16 @@ def test_the_cache_decodes_each_image_once_for_the_same_views(image_folder, monk
     spec = spec.with_size(32)
     transforms = [eval_transform(spec)] + [train_transform(spec, TrainConfig())] * 2
     seeds = [3000 + v for v in range(3)]
-    one_view = [torch.cat([x for x, _, _ in data.loader(samples, t, spec.resize_size, 4,
-                                                          shuffle_seed=s,
-                                                          sampler=range(len(samples)))])
+    one_view = [torch.cat([x for x, _, _ in images.loader(samples, t, spec.resize_size, 4,
+                                                            shuffle_seed=s,
+                                                            sampler=range(len(samples)))])
                 for t, s in zip(transforms, seeds)]
-    real, decoded = data.open_rgb, []
-    monkeypatch.setattr(data, "open_rgb", lambda path, size: decoded.append(path) or
+    real, decoded = images.open_rgb, []
+    monkeypatch.setattr(images, "open_rgb", lambda path, size: decoded.append(path) or
                         real(path, size))
     global_rng = torch.get_rng_state()
-    views = torch.cat([x for x, _, _ in data.views_loader(samples, transforms, seeds,
-                                                          spec.resize_size, 4)])
+    views = torch.cat([x for x, _, _ in images.views_loader(samples, transforms, seeds,
+                                                            spec.resize_size, 4)])
     assert len(decoded) == len(samples) and views.shape[1] == 3
     assert torch.equal(torch.get_rng_state(), global_rng)    # dropout's draws stay as they were
     for v in range(3):

@@ -15,7 +15,7 @@ from PIL import Image
 
 from edgetl.models import ModelSpec
 from edgetl.models.spec import TF_MEAN, TF_STD
-from edgetl.training.data import ImageDataset
+from edgetl.training.images import ImageDataset
 from edgetl.training.transforms import eval_transform
 
 PHOTOS = Path(sklearn.__file__).parent / "datasets" / "images"

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..core import documents
 from ..core.files import sha256
-from ..training.data import loader
+from ..training.images import loader
 from ..training.transforms import crop_transform
 from ..quantizing.calibration import select
 from .formats import FORMATS, model_file

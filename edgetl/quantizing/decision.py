@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from ..core.errors import DataError
 from ..core.intervals import paired
 from ..core.files import write_json
-from ..training.data import loader
+from ..training.images import loader
 from ..training.transforms import eval_transform
 from . import calibration, qat, quant_report
 from .graph import save_graph

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.console import bar as progress
-from ..training.data import loader
+from ..training.images import loader
 from ..training.schedule import cosine
 from ..training.strategy import cache_unit
 from ..training.transforms import eval_transform, train_transform

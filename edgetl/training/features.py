@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from ..core.console import bar as progress
 from ..core.files import atomic_write, sha256
 from . import distributed
-from .data import views_loader
+from .images import views_loader
 from .fingerprint import stats
 from .transforms import eval_transform, train_transform
 

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from . import features
-from .data import loader
+from .images import loader
 from .transforms import eval_transform, train_transform
 
 

@@ -13,7 +13,8 @@ from ..core.layout import RunLayout, RunLock, prepare_stage_dir
 from ..models import create_model, load_weights, save_checkpoint
 from . import distributed, features, precision, search, strategy
 from .config import load_config, resume_settings, save_run_config
-from .data import check_out_apart, discover, find_bad_images, load_split, save_split
+from .data import check_out_apart, discover, load_split, save_split
+from .images import find_bad_images
 from .fingerprint import changes, fingerprint
 from .fit import final_metrics, fit
 from .job import Job
