@@ -149,3 +149,19 @@ def held_out_predictions(python, bundle: Path, files: list, runtime: str = None)
     args = [str(python), "run.py", *(["--runtime", runtime] if runtime else []), *files]
     out = subprocess.run(args, cwd=bundle, capture_output=True, text=True, check=True)
     return [p["index"] for p in json.loads(out.stdout)["predictions"]]
+
+
+def exported_run(run) -> tuple:
+    """(layout, fp32 model, spec, the int8 graph its export shipped, the held-out images) of
+    an exported run folder."""
+    from edgetl.core.layout import RunLayout
+    from edgetl.exporting.bundle import eval_images
+    from edgetl.models.checkpoint import load_checkpoint
+    from edgetl.quantizing.graph import load_graph
+    from edgetl.training.data import load_split
+    layout = RunLayout(run)
+    model, spec, _ = load_checkpoint(layout.train.checkpoint)
+    graph = load_graph(layout.export.int8_graph, model, spec)
+    splits = load_split(layout.train.split)
+    images, _ = eval_images(splits.test or splits.val, spec)
+    return layout, model, spec, graph, images

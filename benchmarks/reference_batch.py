@@ -9,14 +9,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import save  # noqa: E402
+from common import exported_run, save  # noqa: E402
 
-from edgetl.core.layout import RunLayout  # noqa: E402
-from edgetl.exporting.bundle import eval_images  # noqa: E402
-from edgetl.quantizing.graph import load_graph  # noqa: E402
 from edgetl.quantizing.references import torch_logits  # noqa: E402
-from edgetl.models.checkpoint import load_checkpoint  # noqa: E402
-from edgetl.training.data import load_split  # noqa: E402
 
 
 def main():
@@ -25,11 +20,7 @@ def main():
     ap.add_argument("--batches", default="64,16,8,4,2")
     ap.add_argument("--result", default="reference_batch")
     args = ap.parse_args()
-    layout = RunLayout(args.run)
-    model, spec, _ = load_checkpoint(layout.train.checkpoint)
-    graph = load_graph(layout.export.int8_graph, model, spec)
-    splits = load_split(layout.train.split)
-    images, _ = eval_images(splits.test or splits.val, spec)
+    _, model, spec, graph, images = exported_run(args.run)
     torch_logits(graph, images[:8], spec)                        # warm-up
     rows, first = [], {}
     for name, net in (("fp32", model.eval()), ("int8", graph)):

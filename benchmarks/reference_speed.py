@@ -17,18 +17,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, CODE, save  # noqa: E402
+from common import CODE, commit, exported_run, save  # noqa: E402
 
 from edgetl import bundle_runner  # noqa: E402
-from edgetl.core.layout import RunLayout  # noqa: E402
-from edgetl.exporting.bundle import eval_images  # noqa: E402
-from edgetl.models.checkpoint import load_checkpoint  # noqa: E402
 from edgetl.quantizing import quant_report  # noqa: E402
 from edgetl.quantizing.decision import report_batches  # noqa: E402
-from edgetl.quantizing.graph import load_graph  # noqa: E402
 from edgetl.quantizing.references import fast_reference  # noqa: E402
 from edgetl.quantizing.calibration import replay  # noqa: E402
-from edgetl.training.data import load_split  # noqa: E402
 
 
 def logits(graph, images, spec, batch=4) -> np.ndarray:
@@ -46,11 +41,7 @@ def main():
     ap.add_argument("--run", default="runs/bench-clothing-run")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    layout = RunLayout(args.run)
-    model, spec, _ = load_checkpoint(layout.train.checkpoint)
-    converted = load_graph(layout.export.int8_graph, model, spec)
-    splits = load_split(layout.train.split)
-    images, _ = eval_images(splits.test or splits.val, spec)
+    layout, _, spec, converted, images = exported_run(args.run)
     logits(converted, images[:8], spec)                                     # warm-up
     seconds, outputs = {"converted graph": [], "fast_reference": []}, {}
     for _ in range(args.rounds):
