@@ -45,7 +45,7 @@ def test_rounds_go_on_only_while_the_budget_can_settle_a_row():
     rows = lambda *p50s: [{"latency_ms": {"p50": v}} for v in p50s]
     noisy, close = rows(5.8, 5.7, 5.6, 7.7, 6.0), rows(5.0, 5.2, 4.9, 5.1, 5.15)
     logs = np.log([5.0, 5.2, 4.9, 5.1, 5.15])
-    need = trials_to_reach(np.exp(logs).tolist(), 2.0, 50)
+    need = trials_to_reach(merge_trials([t["latency_ms"] for t in close]), 2.0, 50)
     half = lambda k: stats.t.ppf(0.975, k - 1) * logs.std(ddof=1) / math.sqrt(k)
     assert half(need) <= math.log(1.02) < half(need - 1) and 5 < need < 15
     rounds = Rounds(None, 2.0, 120.0)

@@ -49,17 +49,17 @@ def is_stable(merged: dict, stable_pct: float) -> bool:
     return half is not None and half <= stable_pct
 
 
-def trials_to_reach(values: list, half_pct: float, most: int) -> int | None:
-    """Trials at which the 95% interval of these per-trial values would lie within +-half_pct,
-    were their spread (on the log scale) to hold: the t interval narrows as t(n-1)/sqrt(n).
-    None when not within `most` trials."""
+def trials_to_reach(merged: dict, half_pct: float, most: int) -> int | None:
+    """Trials at which a merged record's 95% interval would lie within +-half_pct, were its
+    spread to hold: its t interval narrows as t(n-1)/sqrt(n) from the half width it has now.
+    None when not within `most` trials (or there is no interval yet)."""
     from scipy import stats
-    logs = [math.log(v) for v in values]
-    n = len(logs)
-    mean = sum(logs) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1)) if n > 1 else math.inf
+    n, now = merged.get("trials", 0), merged.get("half_width_pct")
+    if now is None or n < 2:
+        return None
+    sd = math.log1p(now / 100) * math.sqrt(n) / stats.t.ppf(0.975, n - 1)   # on the logs
     goal = math.log1p(half_pct / 100)
-    return next((k for k in range(max(n, 2), most + 1)
+    return next((k for k in range(n, most + 1)
                  if stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k) <= goal), None)
 
 

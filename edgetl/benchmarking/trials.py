@@ -58,7 +58,7 @@ class Rounds:
         if elapsed >= self.budget:
             return f"the {self.budget:g} s budget ran out after {done} rounds"
         left = int((self.budget - elapsed) / (elapsed / done)) if elapsed > 0 else MAX_TRIALS
-        need = [trials_to_reach(values, pct, MAX_TRIALS) for values, pct in wanted]
+        need = [trials_to_reach(merged, pct, MAX_TRIALS) for merged, pct in wanted]
         if any(n is not None and n - done <= left for n in need):
             return ""
         return (f"after {done} rounds: at the rows' spread, no row would reach +-"
@@ -67,21 +67,20 @@ class Rounds:
                 "the intervals")
 
     def _goal(self, i: int, rows: list):
-        """(its per-trial values, the half width in % that would settle it) for a row not yet
+        """(its merged latency, the half width in % that would settle it) for a row not yet
         stable: +-stable_pct, or, while its interval straddles its latency budget, the width
         that would clear it if that is wider; None for a stable row."""
         latencies = [t["latency_ms"] for t in rows]
         merged = merge_trials(latencies, self.stable_pct)
         if is_stable(merged, self.stable_pct):
             return None
-        centre = centre_key(latencies)
-        values, goal = [t[centre] for t in latencies], self.stable_pct
+        centre, goal = centre_key(latencies), self.stable_pct
         limit = self.limits[i] if i < len(self.limits) else None
         ci = merged.get(f"{centre}_ci95")
         if limit is not None and ci and ci[0] <= limit < ci[1]:
             ratio = limit / merged[centre]
             goal = max(goal, (max(ratio, 1 / ratio) - 1) * 100)
-        return values, goal
+        return merged, goal
 
 
 class Measurer:

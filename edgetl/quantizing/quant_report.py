@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .nodes import DEQUANT_OPS, QUANT_OPS
-from .references import constant_dequantized, fusable, quantize_dequantize
+from .references import fusable, quantize_dequantize, weight_constants
 from .layers import (block_of, clipped_next, float_region_quants,
                      is_quant, op_name, quantized_tensor_layer)
 
@@ -35,9 +35,7 @@ class _Probe(torch.fx.Interpreter):
         super().__init__(gm)
         self.bypass, self.seen = bypass, {}
         self.fused = {q for q in gm.graph.nodes if fusable(q)}
-        self.weights = {dq: constant_dequantized(gm, dq) for dq in gm.graph.nodes
-                        if is_quant(dq, DEQUANT_OPS) and is_quant(dq.args[0])
-                        and dq.args[0].args[0].op == "get_attr"}
+        self.weights = weight_constants(gm)
 
     def _skip(self, node) -> bool:
         if self.bypass is True:
@@ -75,9 +73,9 @@ def analyse(converted, batches, candidates: int = CANDIDATES) -> dict:
             and not clipped_next(nodes[n])]
     stats = {q.name: _Stats() for q in acts}
     out_f, out_q = [], []
+    fl, qu = _Probe(converted, bypass=True), _Probe(converted)      # each built once
     with torch.no_grad():
         for x in batches:
-            fl, qu = _Probe(converted, bypass=True), _Probe(converted)
             out_f.append(fl.run(x))
             out_q.append(qu.run(x))
             for q in acts:
@@ -179,13 +177,18 @@ def with_float_blocks(converted, layers, blocks, batches, float_logits) -> dict:
     quantize/dequantize pairs they lose pass values through)."""
     bypass = float_region_quants(converted.graph, layers, blocks)
     with torch.no_grad():
-        logits = torch.cat([_Probe(converted, bypass).run(x) for x in batches])
+        logits = _outputs(_Probe(converted, bypass), batches)
     return _output(float_logits, logits)
 
 
 def float_outputs(converted, batches):
     with torch.no_grad():
-        return torch.cat([_Probe(converted, bypass=True).run(x) for x in batches])
+        return _outputs(_Probe(converted, bypass=True), batches)
+
+
+def _outputs(probe, batches) -> torch.Tensor:
+    """One probe (its weights dequantized once) over every batch."""
+    return torch.cat([probe.run(x) for x in batches])
 
 
 def _sensitivity(converted, layers, blocks, batches, float_logits, output, k) -> list:
@@ -193,8 +196,7 @@ def _sensitivity(converted, layers, blocks, batches, float_logits, output, k) ->
     result = []
     for b in sorted(blocks, key=lambda b: -b["lost_db"])[:k]:
         bypass = float_region_quants(converted.graph, layers, {b["block"]})
-        logits = torch.cat([_Probe(converted, bypass).run(x) for x in batches])
-        alone = _output(float_logits, logits)
+        alone = _output(float_logits, _outputs(_Probe(converted, bypass), batches))
         result.append({"block": b["block"], "output_sqnr_if_float_db": alone["sqnr_db"],
                        "output_sqnr_gain_db": alone["sqnr_db"] - output["sqnr_db"],
                        "top1_agreement_if_float": alone["top1_agreement_with_float"]})

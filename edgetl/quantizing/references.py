@@ -56,12 +56,11 @@ def fast_reference(converted: torch.fx.GraphModule) -> torch.fx.GraphModule:
                 new = graph.call_function(quantize_dequantize, tuple(q.args[:5]))
             for dq in list(q.users):
                 dq.replace_all_uses_with(new)
-        elif q.args[0].op == "get_attr":                       # a weight: a constant
-            for dq in [u for u in q.users if is_quant(u, DEQUANT_OPS)]:
-                name = f"_reference_{dq.name}"
-                gm.register_buffer(name, constant_dequantized(gm, dq))
-                with graph.inserting_before(dq):
-                    dq.replace_all_uses_with(graph.get_attr(name))
+    for dq, value in weight_constants(gm).items():
+        name = f"_reference_{dq.name}"
+        gm.register_buffer(name, value)
+        with graph.inserting_before(dq):
+            dq.replace_all_uses_with(graph.get_attr(name))
     graph.eliminate_dead_code()
     gm.recompile()
     return gm
@@ -76,9 +75,15 @@ def fusable(q) -> bool:
             tuple(u.args[1:]) == tuple(q.args[1:]) for u in q.users)
 
 
-def constant_dequantized(gm, dq) -> torch.Tensor:
-    """A weight's dequantize(quantize(weight)), run once with the graph's own ops."""
+def weight_constants(gm) -> dict:
+    """{dequantize node: its value} for each weight's quantize/dequantize pair that fusable
+    leaves (the per-channel ones): dequantize(quantize(weight)), run once with the graph's
+    own ops."""
     value = lambda a: operator.attrgetter(a.target)(gm) if isinstance(a, torch.fx.Node) else a
-    q = dq.args[0]
-    quantized = q.target(*map(value, q.args), **q.kwargs)
-    return dq.target(quantized, *map(value, dq.args[1:]), **dq.kwargs)
+    out = {}
+    for q in gm.graph.nodes:
+        if is_quant(q) and q.args[0].op == "get_attr" and not fusable(q):
+            quantized = q.target(*map(value, q.args), **q.kwargs)
+            for dq in (u for u in q.users if is_quant(u, DEQUANT_OPS)):
+                out[dq] = dq.target(quantized, *map(value, dq.args[1:]), **dq.kwargs)
+    return out
