@@ -144,7 +144,7 @@ def main():
     for r in results.values():     # per image, in train + validation order: paired later
         r["correct"] = "".join("1" if c else "0" for c in r["correct"])
     save(result_name, {
-        "question": args.question, "amx": precision.has_amx(), "data": str(data),
+        "question": args.question, "bf16_path": precision.bf16_path(), "data": str(data),
         "images": len(labels), "folds": FOLDS, "views": VIEWS,
         "split_read": "train + validation only (the test split is never read)",
         "rule": f"the fastest candidate whose pooled k-fold top-1 is within {RULE_POINTS} "

@@ -58,7 +58,7 @@ def main():
         "code": commit(CODE), "model": cfg.model, "img_size": spec.img_size,
         "trained_from_unit": unit, "of_units": len(model.features),
         "map_shape": list(shape[1:]), "batch_size": cfg.batch_size,
-        "amx": precision.has_amx(), "auto_runs": precision.resolve("auto")[0],
+        "bf16_path": precision.bf16_path(), "auto_runs": precision.resolve("auto")[0],
         "steps_per_timing": args.steps, "rounds": rounds,
         "self_cpu_share": {mode: op_shares(lambda: step(mode), calls=5, top=8)
                            for mode in MODES}})

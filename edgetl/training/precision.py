@@ -1,9 +1,8 @@
 """The number format training steps run in: bf16 autocast (oneDNN) where the CPU has AMX, fp32
-elsewhere. Measured on one step of the default tail (benchmarks/results/tail_step_profile.json):
-with AMX the 1x1 convolutions run 2-3x faster in bf16, but bf16 depthwise convolutions' backward
-is 3-4x slower, so those stay fp32. Without AMX (AVX512-BF16 only) bf16 autocast was slower
-(measured before depthwise convolutions were kept fp32), so auto keeps fp32 there. Evaluation
-(so every validation number), master weights and the optimizer are always fp32."""
+elsewhere (whether AVX512-BF16 alone pays is being re-measured: `bf16_path` names it). Measured on one step of the default tail
+(benchmarks/results/tail_step_profile.json and its history): the 1x1 convolutions run faster in
+bf16 on both paths, but bf16 depthwise convolutions' backward is 3-4x slower, so those stay fp32.
+Evaluation (so every validation number), master weights and the optimizer are always fp32."""
 import contextlib
 import types
 
@@ -14,18 +13,25 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 CHOICES = ("auto", *DTYPES)
 
 
-def has_amx() -> bool:
-    """AMX tiles usable by this process (oneDNN's bf16 fast path)."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool(probe and probe())
+# oneDNN's native bf16 paths, fastest first: (name, torch's probe for it)
+BF16_PATHS = (("AMX", "_is_amx_tile_supported"), ("AVX512-BF16", "_is_avx512_bf16_supported"))
+
+
+def bf16_path() -> str:
+    """The CPU's native bf16 path this process can use ('AMX', 'AVX512-BF16'), or ''."""
+    for name, probe in BF16_PATHS:
+        if getattr(torch.cpu, probe, lambda: False)():
+            return name
+    return ""
 
 
 def resolve(setting: str) -> tuple:
-    """(precision that runs, why): 'auto' is bf16 where the CPU has AMX, else fp32."""
+    """(precision that runs, why): 'auto' is bf16 where the CPU has a native bf16 path."""
     if setting != "auto":
         return setting, "asked for"
-    return ("bf16", "auto: the CPU has AMX") if has_amx() else \
-        ("fp32", "auto: no AMX on this CPU (bf16 was slower without it)")
+    path = bf16_path()
+    return ("bf16", f"auto: the CPU has {path}") if path == "AMX" else \
+        ("fp32", "auto: no AMX on this CPU")
 
 
 def _fp32_forward(module, x):
