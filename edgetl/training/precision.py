@@ -1,8 +1,9 @@
-"""The number format training steps run in: bf16 autocast (oneDNN) where the CPU has AMX, fp32
-elsewhere (whether AVX512-BF16 alone pays is being re-measured: `bf16_path` names it). Measured on one step of the default tail
+"""The number format training steps run in: bf16 autocast (oneDNN) where the CPU computes bf16
+natively (AMX or AVX512-BF16), fp32 elsewhere. One step of the default tail
 (benchmarks/results/tail_step_profile.json and its history): the 1x1 convolutions run faster in
-bf16 on both paths, but bf16 depthwise convolutions' backward is 3-4x slower, so those stay fp32.
-Evaluation (so every validation number), master weights and the optimizer are always fp32."""
+bf16 on both paths, but bf16 depthwise convolutions' backward is 3-4x slower, so those stay fp32
+(1.5x a step with AVX512-BF16 alone, 1.5x with AMX). Evaluation (so every validation number),
+master weights and the optimizer are always fp32."""
 import contextlib
 import types
 
@@ -30,8 +31,8 @@ def resolve(setting: str) -> tuple:
     if setting != "auto":
         return setting, "asked for"
     path = bf16_path()
-    return ("bf16", f"auto: the CPU has {path}") if path == "AMX" else \
-        ("fp32", "auto: no AMX on this CPU")
+    return ("bf16", f"auto: the CPU has {path}") if path else \
+        ("fp32", "auto: no native bf16 on this CPU (neither AMX nor AVX512-BF16)")
 
 
 def _fp32_forward(module, x):
