@@ -32,7 +32,8 @@ PARTS = {("quantizing/decision.py", "quantize"): "int8 decision",
          ("quantizing/decision.py", "_measure"): "  validation measurement per step",
          ("quantizing/quant_report.py", "plot"): "  report plot",
          ("quantizing/references.py", "torch_logits"): "PyTorch references (all calls)",
-         ("exporting/formats.py", "model_bytes"): "format conversion (all builds)",
+         ("exporting/conversions.py", "get"): "format conversion, done or waited for here "
+                                              "(all builds)",
          ("exporting/exporter.py", "_parity"): "parity in each runtime (all builds)",
          ("exporting/bundle.py", "write_bundle"): "bundles (all builds)",
          ("exporting/exporter.py", "count_macs"): "MAC count"}

@@ -27,7 +27,9 @@ from ..quantizing.graph import load_graph
 from ..quantizing.references import top1, torch_logits
 from . import parity
 from .bundle import HeldOut, eval_images, write_bundle
-from .formats import FORMATS, model_bytes
+from . import formats
+from .conversions import Conversions
+from .formats import FORMATS
 from .options import ExportOptions
 from .records import BuildResult
 
@@ -111,27 +113,26 @@ def _export_into(work, layout, opts, start) -> dict:
     agreement_set = (val_images, val_ref) if splits.test else None
     qinfo = int8 and int8.info
     budget_miss = decision.misses_budget(int8) if int8 else ""
-    artifacts, graphs = [], {}
-    for build in builds:
-        console.check_stop()
-        t0 = time.time()
-        source = int8.converted if build.precision == "int8" else model
-        meta = {**base_meta, "format": build.format, "precision": build.precision,
-                "variant": build.variant, "quantization": qinfo if build.precision == "int8"
-                else None}
-        result = _one_build(build, source, spec, meta, graphs,
-                            (images, labels, ref, [p for p, _ in held_out], agreement_set),
-                            opts.bundle_size, work)
-        result.seconds = round(time.time() - t0, 1)
-        if result.held_out_predictions is not None:
-            correct = np.array(result.held_out_predictions) == labels
-            result.top1 = intervals.top1(int(correct.sum()), len(labels))
-            if build.precision == "int8":
-                result.paired = intervals.paired(ref["fp32"].argmax(-1) == labels, correct)
-                result.drop_points = round(result.paired["drop_points"], 2)
-        log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name, _fmt(result.test_top1),
-                 _fmt(result.parity.get("top1_agreement")), result.seconds)
-        artifacts.append(result.to_json())
+    metas = {b: {**base_meta, "format": b.format, "precision": b.precision, "variant": b.variant,
+                 "quantization": qinfo if b.precision == "int8" else None} for b in builds}
+    jobs = {}                               # each graph once, from its first build's metadata
+    for b in builds:
+        jobs.setdefault(formats.graph_key(b), (formats.convert, (
+            b, int8.converted if b.precision == "int8" else model, spec, metas[b])))
+    artifacts = []
+    with Conversions(jobs) as graphs:
+        for build in builds:
+            console.check_stop()
+            t0 = time.time()
+            data = formats.finish(build, graphs.get(formats.graph_key(build)), metas[build])
+            result = _one_build(build, data, spec, metas[build],
+                                (images, labels, ref, [p for p, _ in held_out], agreement_set),
+                                opts.bundle_size, work)
+            result.seconds = round(time.time() - t0, 1)
+            artifacts.append(_scored(result, build, labels, ref["fp32"]))
+            log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
+                     _fmt(result.test_top1), _fmt(result.parity.get("top1_agreement")),
+                     result.seconds)
     manifest = {"run": str(layout.root), "source_checkpoint_sha256": checkpoint_hash,
                 "settings": opts.record(), "eval_split": "test" if splits.test else "val",
                 "n": len(labels), "reference_top1": {k: top1(v, labels)
@@ -146,6 +147,17 @@ def _export_into(work, layout, opts, start) -> dict:
                 "wall_seconds": round(time.time() - start, 1)}
     documents.write(work.manifest, "export", manifest)
     return manifest
+
+
+def _scored(result, build, labels, fp32_logits) -> dict:
+    """The build's record, with its held-out top-1 interval and (int8) its pairing with fp32."""
+    if result.held_out_predictions is not None:
+        correct = np.array(result.held_out_predictions) == labels
+        result.top1 = intervals.top1(int(correct.sum()), len(labels))
+        if build.precision == "int8":
+            result.paired = intervals.paired(fp32_logits.argmax(-1) == labels, correct)
+            result.drop_points = round(result.paired["drop_points"], 2)
+    return result.to_json()
 
 
 def _check_int8_options(opts, model, splits) -> None:
@@ -175,12 +187,11 @@ def count_macs(model, img_size: int) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def _one_build(build, source, spec, meta, graphs, held_out, bundle_size, work):
-    """Build, bundle and check one build; `held_out`: (images, labels, reference logits by
-    precision, files, agreement set), the agreement set being (more images, their reference
-    logits by precision) on which parity is checked too, or None."""
+def _one_build(build, data, spec, meta, held_out, bundle_size, work):
+    """Bundle and check one build's file (`data`); `held_out`: (images, labels, reference
+    logits by precision, files, agreement set), the agreement set being (more images, their
+    reference logits by precision) on which parity is checked too, or None."""
     images, labels, ref, paths, _ = held_out
-    data = model_bytes(build, source, spec, meta, graphs)
     reference = ref["int8" if build.precision == "int8" else "fp32"]
     folder = work.bundle(build.name)
     bundle = write_bundle(folder, build, data, spec, meta, HeldOut(

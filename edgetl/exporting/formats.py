@@ -168,11 +168,16 @@ def model_file(build) -> str:
     return (f"model.{build.precision}" if fmt.file_per_precision else "model") + fmt.suffix
 
 
-def model_bytes(build, source, spec, meta, graphs: dict) -> bytes:
-    """The deployable file of `build`; each graph converted once per (key, precision, layout)
-    and shared by the builds that derive from it."""
-    fmt = FORMATS[build.format]
-    key = (fmt.graph_key, build.precision, build_layout(build))
-    if key not in graphs:
-        graphs[key] = fmt.graph(source, build, spec, meta)
-    return fmt.finish(graphs[key], build, meta)
+def graph_key(build) -> tuple:
+    """Builds with the same key share one converted graph (`convert`), each then `finish`ed."""
+    return FORMATS[build.format].graph_key, build.precision, build_layout(build)
+
+
+def convert(build, source, spec, meta) -> bytes:
+    """The converted graph of `build`'s key, from the float model or the int8 graph."""
+    return FORMATS[build.format].graph(source, build, spec, meta)
+
+
+def finish(build, graph: bytes, meta) -> bytes:
+    """The deployable file of `build` from its key's converted graph."""
+    return FORMATS[build.format].finish(graph, build, meta)
