@@ -1,7 +1,9 @@
-"""An export's conversions shared with a forked worker (exporting/conversions.py): every graph
-converted exactly once, the worker's bytes equal to this process's, and whatever the worker
-fails at (an error, a crash) converted again here with its own error."""
+"""An export's conversions shared with a worker process (exporting/conversions.py): every graph
+converted exactly once, the worker's bytes (from the sources it rebuilds from files) equal to this
+process's, whatever the worker fails at (an error, a crash) converted again here with its own
+error, and a stop here stopping a busy worker at once."""
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -10,81 +12,116 @@ from edgetl.core.layout import RunLayout
 from edgetl.exporting import formats
 from edgetl.exporting.builds import Build
 from edgetl.exporting.conversions import Conversions
-from edgetl.models import load_checkpoint
-from edgetl.quantizing.graph import load_graph
+from edgetl.exporting.exporter import saved_sources
 
-PARENT = os.getpid()
+HERE = os.getpid()
 
 
-def _logged(folder: Path, key: str, seconds: float = 0.2) -> bytes:
-    """A stand-in conversion that records where it ran, one line per call."""
-    import time
+def _stand_in(source, folder: Path, key: str, seconds: float = 0.2) -> bytes:
+    """A conversion that records where it ran, one line per call."""
     time.sleep(seconds)
     with open(folder / key, "a") as f:
         f.write(f"{os.getpid()}\n")
-    return f"{key} converted".encode()
+    return f"{key} from {source}".encode()
 
 
-def _fails_in_worker(folder: Path, key: str) -> bytes:
-    if os.getpid() != PARENT:
+def _fails_in_worker(source, folder: Path, key: str, here: int) -> bytes:
+    if os.getpid() != here:
         raise RuntimeError("the worker cannot convert this")
-    return _logged(folder, key, 0)
+    return _stand_in(source, folder, key, 0)
 
 
-def _worker_dies(folder: Path, key: str) -> bytes:
-    if os.getpid() != PARENT:
+def _worker_dies(source, folder: Path, key: str, here: int) -> bytes:
+    if os.getpid() != here:
         os._exit(3)
-    return _logged(folder, key, 0)
+    return _stand_in(source, folder, key, 0)
 
 
-def _fails(folder: Path, key: str) -> bytes:
+def _stopped_here(source, folder: Path, key: str, here: int) -> bytes:
+    if os.getpid() == here:
+        raise KeyboardInterrupt             # as a Ctrl-C during the export's own work
+    return _stand_in(source, folder, key, 0)
+
+
+def _fails(source, folder: Path, key: str, here: int) -> bytes:
     raise ValueError(f"{key}: this graph cannot be converted")
 
 
-def _run(jobs: dict, aside=True) -> dict:
-    with Conversions(jobs, aside=aside) as graphs:
+def _sources() -> dict:
+    return {"model": "the model"}
+
+
+@pytest.fixture(autouse=True)
+def importable(monkeypatch):
+    """The worker unpickles these stand-ins by reference: it must find this module."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+
+
+def _run(jobs: dict, aside=True, sources=None, load=(_sources, ())) -> dict:
+    with Conversions(jobs, sources or _sources(), load, aside=aside) as graphs:
         return {key: graphs.get(key) for key in jobs}
+
+
+def _made(tmp_path, job, keys, *args) -> dict:
+    return {k: (job, "model", (tmp_path, k, *args)) for k in keys}
 
 
 def test_each_graph_is_converted_once_and_both_processes_convert(tmp_path):
     keys = [f"graph{i}" for i in range(6)]
-    got = _run({k: (_logged, (tmp_path, k)) for k in keys})
-    assert got == {k: f"{k} converted".encode() for k in keys}
+    got = _run(_made(tmp_path, _stand_in, keys, 1.0))
+    assert got == {k: f"{k} from the model".encode() for k in keys}
     where = {k: (tmp_path / k).read_text().split() for k in keys}
     assert all(len(pids) == 1 for pids in where.values()), where        # once each
     ran_in = {int(pids[0]) for pids in where.values()}
-    assert PARENT in ran_in and len(ran_in) == 2, where                # here and in the worker
-    assert int(where["graph0"][0]) == PARENT and int(where["graph5"][0]) != PARENT
+    assert HERE in ran_in and len(ran_in) == 2, where                  # here and in the worker
+    assert int(where["graph0"][0]) == HERE and int(where["graph5"][0]) != HERE
 
 
-def test_without_a_worker_every_graph_is_converted_here_in_order(tmp_path):
+def test_without_a_worker_every_graph_is_converted_here(tmp_path):
     keys = ["a", "b", "c"]
-    assert _run({k: (_logged, (tmp_path, k, 0)) for k in keys}, aside=False) == \
-        {k: f"{k} converted".encode() for k in keys}
-    assert {(tmp_path / k).read_text().split()[0] for k in keys} == {str(PARENT)}
+    assert _run(_made(tmp_path, _stand_in, keys, 0), aside=False) == \
+        {k: f"{k} from the model".encode() for k in keys}
+    assert {(tmp_path / k).read_text() for k in keys} == {f"{HERE}\n"}
 
 
 @pytest.mark.parametrize("job", [_fails_in_worker, _worker_dies])
 def test_what_the_worker_fails_at_is_converted_here(tmp_path, job):
     keys = ["a", "b", "c", "d"]
-    got = _run({k: (job, (tmp_path, k)) for k in keys})
-    assert got == {k: f"{k} converted".encode() for k in keys}
-    assert {(tmp_path / k).read_text() for k in keys} == {f"{PARENT}\n"}
+    got = _run(_made(tmp_path, job, keys, HERE))
+    assert got == {k: f"{k} from the model".encode() for k in keys}
+    assert {(tmp_path / k).read_text() for k in keys} == {f"{HERE}\n"}
 
 
 def test_an_error_reads_as_it_would_without_the_worker(tmp_path):
-    jobs = {k: (_logged, (tmp_path, k, 0)) for k in ("a", "b")}
-    jobs["c"] = (_fails, (tmp_path, "c"))
+    jobs = {**_made(tmp_path, _stand_in, ["a", "b"], 0), **_made(tmp_path, _fails, ["c"], HERE)}
     with pytest.raises(ValueError, match="c: this graph cannot be converted"):
         _run(jobs)
 
 
+def test_a_stop_here_stops_the_busy_worker_at_once(tmp_path):
+    jobs = {**_made(tmp_path, _stopped_here, ["a"], HERE),
+            **_made(tmp_path, _stand_in, ["b"], 60)}
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run(jobs)
+    assert time.monotonic() - t0 < 15          # not the worker's 60 s conversion
+    time.sleep(1)
+    assert not (tmp_path / "b").exists()        # it never finished
+
+
 def test_the_workers_real_conversions_equal_this_processs(exported):
-    run = exported[0]
-    layout = RunLayout(run)
-    model, spec, _ = load_checkpoint(layout.train.checkpoint)
-    int8 = load_graph(layout.export.int8_graph, model, spec)
+    layout = RunLayout(exported[0])
+    files = (str(layout.train.checkpoint), str(layout.export.int8_graph))
+    sources = saved_sources(*files)
+    spec = load_spec(layout)
     builds = [Build(f, p) for f in ("onnx", "tflite", "executorch") for p in ("fp32", "int8")]
-    jobs = {b.name: (formats.convert, (b, int8 if b.precision == "int8" else model, spec,
-                                       {"build": b.name})) for b in builds}
-    assert _run(jobs, aside=True) == _run(jobs, aside=False)
+    jobs = {b.name: (formats.convert, b.precision, (b, spec, {"build": b.name}))
+            for b in builds}
+    assert _run(jobs, True, sources, (saved_sources, files)) == \
+        _run(jobs, False, sources, (saved_sources, files))
+
+
+def load_spec(layout):
+    from edgetl.models import load_checkpoint
+    return load_checkpoint(layout.train.checkpoint)[1]

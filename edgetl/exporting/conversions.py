@@ -1,84 +1,75 @@
 """Each graph an export needs, converted once. The conversions are mostly single-threaded
 Python (torch.export and the converters' passes), so where the machine gives this process a
-second core a forked worker converts from the end of the list while this process builds and
-checks from its start; a graph is converted wherever it is reached first. The worker only
-saves time: whatever it fails at (an error, a crash) is converted again here, so errors read
-as they would without it. Linux only (fork shares the models without copying them); one core
-or another OS: every graph here, in order."""
+second core a worker process converts from the end of the list while this process builds and
+checks from its start; a graph is converted wherever it is reached first.
+
+The worker is a fresh interpreter (`python -m edgetl.exporting.conversions`), never a fork: a
+fork inherits the locks of threads it does not have (JAX's, under the TFLite converter, hung
+that way). It rebuilds the sources from the export's files (`load`), and it only saves time:
+whatever it fails at (an error, a crash) is converted again here, so errors read as they would
+without it. Requests and replies are pickles over pipes of their own; its stdout and stderr
+are the export's. One core: every graph here, in order."""
 import os
+import subprocess
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
-
-_JOBS = {}          # key -> (convert, args): what the forked worker inherits (never pickled)
-
-
-def _convert_in_worker(key):
-    convert, args = _JOBS[key]
-    return convert(*args)
-
-
-def _start_worker():
-    """The worker's own settings: one thread (the core it was given; no OpenMP pool after
-    fork), and the CLI's stop handlers undone: this process stops it (`close`)."""
-    import signal
-
-    import torch
-    torch.set_num_threads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for name in ("SIGTERM", "SIGHUP"):
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
 
 
 def second_core() -> bool:
-    """Whether a forked worker would get a core of its own here."""
-    return sys.platform == "linux" and len(os.sched_getaffinity(0)) >= 2
+    """Whether a worker would get a core of its own here."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(
+        os.cpu_count() or 1)
+    return len(cores) >= 2
 
 
 class Conversions:
-    """`jobs`: key -> (convert, args) in the order the export reaches them; `get(key)` gives
-    the converted bytes. Use as a context manager: leaving it stops the worker."""
+    """`jobs`: key -> (convert, source name, args), in the order the export reaches them;
+    convert(source, *args) -> bytes, a module-level function. `sources`: name -> this process's
+    object; `load`: (function, args) that rebuilds the same dict from files, in the worker.
+    `get(key)`: the converted bytes. Use as a context manager: leaving it stops the worker."""
 
-    def __init__(self, jobs: dict, aside: bool = None):
-        self._jobs, self._done, self._lock = dict(jobs), {}, threading.Lock()
+    def __init__(self, jobs: dict, sources: dict, load: tuple, aside: bool = None):
+        self._jobs, self._sources, self._load = dict(jobs), sources, load
+        self._done, self._lock = {}, threading.Lock()
         self._waiting = list(jobs)              # not started anywhere yet
-        self._aside = {}                         # key -> the worker's future
-        self._pool = None
+        self._aside = {}                         # key -> the worker's Future
+        self._worker = self._thread = None
         if (second_core() if aside is None else aside) and len(jobs) > 1:
-            _JOBS.clear()
-            _JOBS.update(jobs)
-            self._pool = ProcessPoolExecutor(1, mp_context=get_context("fork"),
-                                             initializer=_start_worker)
-            self._send_next()
+            self._worker = _Worker()
+            self._thread = threading.Thread(target=self._feed_worker, daemon=True)
+            self._thread.start()
 
-    def _send_next(self, _finished=None) -> None:
-        """Hand the worker the last graph nobody has started (from its callback too)."""
-        with self._lock:
-            if self._pool is None or not self._waiting or \
-                    any(not f.done() for f in self._aside.values()):
-                return
+    def _feed_worker(self) -> None:
+        """Hand the worker the last graph nobody has started, one at a time, until none is
+        left, it fails to answer or the export leaves."""
+        while True:
+            with self._lock:
+                worker = self._worker
+                if worker is None or not self._waiting:
+                    return
+                key = self._waiting.pop()
+                future = self._aside[key] = Future()
             try:
-                future = self._pool.submit(_convert_in_worker, self._waiting[-1])
-            except RuntimeError:                # the worker died (BrokenProcessPool) or the
-                return                          # pool is closing: the rest is done here
-            self._aside[self._waiting.pop()] = future
-        future.add_done_callback(self._send_next)
+                future.set_result(worker.convert(self._load, self._jobs[key]))
+            except Exception as e:              # noqa: BLE001 - redone here when needed
+                future.set_exception(e)
+                if not isinstance(e, WorkerError):
+                    return                      # gone: what is left is done here
 
     def get(self, key) -> bytes:
-        if key in self._done:
-            return self._done[key]
-        with self._lock:
-            here = key in self._waiting
-            if here:
-                self._waiting.remove(key)
-        data = self._here(key) if here else self._from_worker(key)
-        self._done[key] = data
-        return data
+        if key not in self._done:
+            with self._lock:
+                here = key in self._waiting
+                if here:
+                    self._waiting.remove(key)
+            self._done[key] = self._here(key) if here else self._from_worker(key)
+        return self._done[key]
 
     def _here(self, key) -> bytes:
-        convert, args = self._jobs[key]
-        return convert(*args)
+        convert, source, args = self._jobs[key]
+        return convert(self._sources[source], *args)
 
     def _from_worker(self, key) -> bytes:
         try:
@@ -87,17 +78,71 @@ class Conversions:
             return self._here(key)              # its error (if any) reads as without a worker
 
     def close(self) -> None:
-        if self._pool is None:
-            return
-        pool, self._pool = self._pool, None
-        busy = any(not f.done() for f in self._aside.values())
-        for process in list(getattr(pool, "_processes", {}).values()) if busy else ():
-            process.terminate()                 # a conversion nobody will read: stop it now
-        pool.shutdown(wait=True, cancel_futures=True)
-        _JOBS.clear()
+        with self._lock:                        # _feed_worker sends nothing after this
+            worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(busy=self._thread.is_alive())
+            self._thread.join()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+class WorkerError(RuntimeError):
+    """The worker answered with an error (it is still there for the next graph)."""
+
+
+class _Worker:
+    """The worker process and its two pipes."""
+
+    def __init__(self):
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "edgetl.exporting.conversions", str(requests_r),
+             str(replies_w)], pass_fds=(requests_r, replies_w), stdin=subprocess.DEVNULL,
+            start_new_session=True)             # a Ctrl-C stops the export, which stops it
+        os.close(requests_r)
+        os.close(replies_w)
+        self.requests = Connection(requests_w, readable=False)
+        self.replies = Connection(replies_r, writable=False)
+
+    def convert(self, load, job) -> bytes:
+        self.requests.send((load, job))
+        ok, value = self.replies.recv()         # EOFError / OSError: the worker is gone
+        if not ok:
+            raise WorkerError(value)
+        return value
+
+    def stop(self, busy: bool) -> None:
+        if busy:
+            self.process.kill()                 # a conversion nobody will read
+        self.requests.close()                   # an idle worker reads EOF and exits
+        self.process.wait()
+        self.replies.close()
+
+
+def _serve(requests_fd: int, replies_fd: int) -> None:
+    """The worker: one thread; sources loaded once, at the first request."""
+    import torch
+    torch.set_num_threads(1)
+    requests = Connection(requests_fd, writable=False)
+    replies = Connection(replies_fd, readable=False)
+    sources = None
+    while True:
+        try:
+            load, (convert, source, args) = requests.recv()
+        except EOFError:
+            return
+        try:
+            sources = sources or load[0](*load[1])
+            replies.send((True, convert(sources[source], *args)))
+        except Exception as e:                  # noqa: BLE001 - answered; redone there
+            replies.send((False, f"{type(e).__name__}: {e}"))
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -117,10 +117,11 @@ def _export_into(work, layout, opts, start) -> dict:
                  "quantization": qinfo if b.precision == "int8" else None} for b in builds}
     jobs = {}                               # each graph once, from its first build's metadata
     for b in builds:
-        jobs.setdefault(formats.graph_key(b), (formats.convert, (
-            b, int8.converted if b.precision == "int8" else model, spec, metas[b])))
+        jobs.setdefault(formats.graph_key(b), (formats.convert, _source(b), (b, spec, metas[b])))
+    sources = {"fp32": model, "int8": int8 and int8.converted}
+    on_disk = (saved_sources, (str(ckpt), str(work.int8_graph) if int8 else None))
     artifacts = []
-    with Conversions(jobs) as graphs:
+    with Conversions(jobs, sources, on_disk) as graphs:
         for build in builds:
             console.check_stop()
             t0 = time.time()
@@ -147,6 +148,16 @@ def _export_into(work, layout, opts, start) -> dict:
                 "wall_seconds": round(time.time() - start, 1)}
     documents.write(work.manifest, "export", manifest)
     return manifest
+
+
+def _source(build) -> str:
+    return "int8" if build.precision == "int8" else "fp32"
+
+
+def saved_sources(checkpoint, int8_graph) -> dict:
+    """The sources of the builds rebuilt from the export's files (the conversion worker's)."""
+    model, spec, _ = load_checkpoint(checkpoint)
+    return {"fp32": model, "int8": int8_graph and load_graph(int8_graph, model, spec)}
 
 
 def _scored(result, build, labels, fp32_logits) -> dict:

@@ -173,7 +173,7 @@ def graph_key(build) -> tuple:
     return FORMATS[build.format].graph_key, build.precision, build_layout(build)
 
 
-def convert(build, source, spec, meta) -> bytes:
+def convert(source, build, spec, meta) -> bytes:
     """The converted graph of `build`'s key, from the float model or the int8 graph."""
     return FORMATS[build.format].graph(source, build, spec, meta)
 
