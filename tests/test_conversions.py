@@ -3,6 +3,8 @@ converted exactly once, the worker's bytes (from the sources it rebuilds from fi
 process's, whatever the worker fails at (an error, a crash) converted again here with its own
 error, and a stop here stopping a busy worker at once."""
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 from edgetl.core.layout import RunLayout
 from edgetl.exporting import formats
 from edgetl.exporting.builds import Build
-from edgetl.exporting.conversions import Conversions
+from edgetl.exporting.conversions import Conversions, idle_cores, second_core
 from edgetl.exporting.exporter import saved_sources
 
 HERE = os.getpid()
@@ -19,6 +21,7 @@ HERE = os.getpid()
 
 def _stand_in(source, folder: Path, key: str, seconds: float = 0.2) -> bytes:
     """A conversion that records where it ran, one line per call."""
+    (folder / f"{key}.started").touch()
     time.sleep(seconds)
     with open(folder / key, "a") as f:
         f.write(f"{os.getpid()}\n")
@@ -38,9 +41,13 @@ def _worker_dies(source, folder: Path, key: str, here: int) -> bytes:
 
 
 def _stopped_here(source, folder: Path, key: str, here: int) -> bytes:
-    if os.getpid() == here:
-        raise KeyboardInterrupt             # as a Ctrl-C during the export's own work
-    return _stand_in(source, folder, key, 0)
+    """A Ctrl-C during the export's own work, once the worker is busy with graph "b"."""
+    for _ in range(600):
+        if (folder / "b.started").exists():
+            break
+        time.sleep(0.1)
+    (folder / "stopped").write_text(str(time.monotonic()))
+    raise KeyboardInterrupt
 
 
 def _fails(source, folder: Path, key: str, here: int) -> bytes:
@@ -102,12 +109,25 @@ def test_an_error_reads_as_it_would_without_the_worker(tmp_path):
 def test_a_stop_here_stops_the_busy_worker_at_once(tmp_path):
     jobs = {**_made(tmp_path, _stopped_here, ["a"], HERE),
             **_made(tmp_path, _stand_in, ["b"], 60)}
-    t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         _run(jobs)
-    assert time.monotonic() - t0 < 15          # not the worker's 60 s conversion
+    assert (tmp_path / "b.started").exists()    # the worker was busy when the stop came
+    stopped = float((tmp_path / "stopped").read_text())
+    assert time.monotonic() - stopped < 10      # not the rest of its 60 s conversion
     time.sleep(1)
     assert not (tmp_path / "b").exists()        # it never finished
+
+
+def test_no_worker_starts_where_every_core_is_taken():
+    spin = "import time\nend = time.monotonic() + 30\nwhile time.monotonic() < end: pass"
+    busy = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(1)
+        assert idle_cores() < 0.8 and not second_core()
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
 
 
 def test_the_workers_real_conversions_equal_this_processs(exported):

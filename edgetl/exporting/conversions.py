@@ -8,20 +8,37 @@ fork inherits the locks of threads it does not have (JAX's, under the TFLite con
 that way). It rebuilds the sources from the export's files (`load`), and it only saves time:
 whatever it fails at (an error, a crash) is converted again here, so errors read as they would
 without it. Requests and replies are pickles over pipes of their own; its stdout and stderr
-are the export's. One core: every graph here, in order."""
+are the export's. One core, or no idle one: every graph here, in order."""
 import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 
 
+def idle_cores(seconds: float = 0.3) -> float:
+    """How many cores nobody used over a short look (Linux's /proc/stat); 0 where unreadable."""
+    def counters():
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)          # idle + iowait, all
+    try:
+        idle0, all0 = counters()
+        time.sleep(seconds)
+        idle1, all1 = counters()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (idle1 - idle0) / max(all1 - all0, 1) * (os.cpu_count() or 1)
+
+
 def second_core() -> bool:
-    """Whether a worker would get a core of its own here."""
+    """Whether a worker would get a core of its own here: this process may use two, and one
+    is idle now (on a machine busy with other work the worker would only compete)."""
     cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(
         os.cpu_count() or 1)
-    return len(cores) >= 2
+    return len(cores) >= 2 and idle_cores() >= 0.8
 
 
 class Conversions:
