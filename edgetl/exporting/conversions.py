@@ -53,7 +53,7 @@ class Conversions:
         self._waiting = list(jobs)              # not started anywhere yet
         self._aside = {}                         # key -> the worker's Future
         self._worker = self._thread = None
-        if (second_core() if aside is None else aside) and len(jobs) > 1:
+        if len(jobs) > 1 and (second_core() if aside is None else aside):
             self._worker = _Worker()
             self._thread = threading.Thread(target=self._feed_worker, daemon=True)
             self._thread.start()

@@ -120,15 +120,15 @@ def _export_into(work, layout, opts, start) -> dict:
         jobs.setdefault(formats.graph_key(b), (formats.convert, _source(b), (b, spec, metas[b])))
     sources = {"fp32": model, "int8": int8 and int8.converted}
     on_disk = (saved_sources, (str(ckpt), str(work.int8_graph) if int8 else None))
+    checked_on = (images, labels, ref, [p for p, _ in held_out], agreement_set)
     artifacts = []
     with Conversions(jobs, sources, on_disk) as graphs:
         for build in builds:
             console.check_stop()
             t0 = time.time()
             data = formats.finish(build, graphs.get(formats.graph_key(build)), metas[build])
-            result = _one_build(build, data, spec, metas[build],
-                                (images, labels, ref, [p for p, _ in held_out], agreement_set),
-                                opts.bundle_size, work)
+            result = _one_build(build, data, spec, metas[build], checked_on, opts.bundle_size,
+                                work)
             result.seconds = round(time.time() - t0, 1)
             artifacts.append(_scored(result, build, labels, ref["fp32"]))
             log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
@@ -151,6 +151,7 @@ def _export_into(work, layout, opts, start) -> dict:
 
 
 def _source(build) -> str:
+    """Which model a build is made from and checked against: the int8 graph or the float one."""
     return "int8" if build.precision == "int8" else "fp32"
 
 
@@ -203,7 +204,7 @@ def _one_build(build, data, spec, meta, held_out, bundle_size, work):
     logits by precision, files, agreement set), the agreement set being (more images, their
     reference logits by precision) on which parity is checked too, or None."""
     images, labels, ref, paths, _ = held_out
-    reference = ref["int8" if build.precision == "int8" else "fp32"]
+    reference = ref[_source(build)]
     folder = work.bundle(build.name)
     bundle = write_bundle(folder, build, data, spec, meta, HeldOut(
         images, labels, reference.argmax(-1), ref["fp32"], paths), bundle_size)
