@@ -27,6 +27,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -581,11 +582,28 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def usable_cpus() -> list:
-    """The CPUs this process may run on (its affinity), in order."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
+def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> list:
+    """The CPUs this process may run on (its affinity), in order, as many as its CPU quota
+    pays for (a container's --cpus: 2 of a 32-core host's CPUs are 2, not 32)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        list(range(os.cpu_count() or 1))
+    quota = cpu_quota(cgroup)
+    return cpus[:max(1, math.ceil(quota))] if quota else cpus
+
+
+def cpu_quota(cgroup: str = "/sys/fs/cgroup") -> float:
+    """CPUs' worth of time the cgroup quota allows (cgroup v2 cpu.max, else v1
+    cpu.cfs_quota_us / cpu.cfs_period_us); 0.0 where none is set or readable."""
+    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us",
+                                                         "cpu/cpu.cfs_period_us")):
+        fields = (_read(f"{cgroup}/{quota_file}") or "").split()
+        if period_file:
+            fields += (_read(f"{cgroup}/{period_file}") or "").split()
+        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
+            return int(fields[0]) / int(fields[1])
+        if fields:
+            return 0.0        # "max" (v2) or -1 (v1): no quota
+    return 0.0
 
 
 def pin_threads(threads):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from edgetl import bundle_runner
 from edgetl.core.layout import RunLayout
 from edgetl.exporting import formats
 from edgetl.exporting.builds import Build
@@ -128,6 +129,23 @@ def test_no_worker_starts_where_every_core_is_taken():
         for b in busy:
             b.kill()
             b.wait()
+
+
+@pytest.mark.parametrize("files, cpus", [
+    ({"cpu.max": "100000 100000"}, 1),                   # cgroup v2: --cpus 1
+    ({"cpu.max": "150000 100000"}, 2),                   # 1.5 CPUs: a second, part-time
+    ({"cpu.max": "max 100000"}, None),                   # no quota: the affinity
+    ({"cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000"}, 1),   # v1
+    ({"cpu/cpu.cfs_quota_us": "-1", "cpu/cpu.cfs_period_us": "100000"}, None),
+    ({}, None)])
+def test_a_cpu_quota_caps_the_usable_cpus_and_the_worker(tmp_path, files, cpus):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    affinity = sorted(os.sched_getaffinity(0))
+    assert bundle_runner.usable_cpus(str(tmp_path)) == affinity[:cpus or len(affinity)]
+    if cpus == 1:                                    # whatever the machine has idle
+        assert not second_core(str(tmp_path))
 
 
 def test_the_workers_real_conversions_equal_this_processs(exported):

@@ -17,6 +17,8 @@ import time
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 
+from .. import bundle_runner
+
 
 def idle_cores(seconds: float = 0.3) -> float:
     """How many cores nobody used over a short look (Linux's /proc/stat); 0 where unreadable."""
@@ -33,12 +35,11 @@ def idle_cores(seconds: float = 0.3) -> float:
     return (idle1 - idle0) / max(all1 - all0, 1) * (os.cpu_count() or 1)
 
 
-def second_core() -> bool:
-    """Whether a worker would get a core of its own here: this process may use two, and one
-    is idle now (on a machine busy with other work the worker would only compete)."""
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(
-        os.cpu_count() or 1)
-    return len(cores) >= 2 and idle_cores() >= 0.8
+def second_core(cgroup: str = "/sys/fs/cgroup") -> bool:
+    """Whether a worker would get a core of its own here: this process may use two (its
+    affinity and CPU quota), and one is idle now (on a machine busy with other work the worker
+    would only compete)."""
+    return len(bundle_runner.usable_cpus(cgroup)) >= 2 and idle_cores() >= 0.8
 
 
 class Conversions:

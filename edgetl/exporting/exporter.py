@@ -22,6 +22,7 @@ from ..models import load_checkpoint
 from ..training.config import TrainConfig, saved_settings
 from ..training.data import load_split
 from ..training.fingerprint import changed_files
+from ..training.threads import set_threads
 from ..quantizing import calibration, decision, quant_report
 from ..quantizing.graph import load_graph
 from ..quantizing.references import top1, torch_logits
@@ -80,6 +81,7 @@ def _move_into_place(work, final, aside) -> None:
 
 def _export_into(work, layout, opts, start) -> dict:
     log = console.stage_logger(work.log)
+    set_threads()
     ckpt = layout.train.checkpoint
     model, spec, _ = load_checkpoint(ckpt)
     cfg = TrainConfig(**saved_settings(layout.train.config))       # as trained; not re-checked

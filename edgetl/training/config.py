@@ -56,10 +56,11 @@ class TrainConfig:
                                    "stopping")
     seed: int = option(0, "seed of the split, the shuffles and the augmentation", low=0)
     workers: int = option(0, "image decoder processes; 0: one per CPU core", low=0, high=256)
-    threads: int = option(0, "PyTorch threads; 0: torch's default", low=0, high=1024)
+    threads: int = option(0, "PyTorch threads; 0: torch's default, at most the usable CPUs",
+                          low=0, high=1024)
     train_precision: str = option("auto", "number format of the training steps: auto (bf16 "
-                                  "where the CPU has AMX, else fp32), fp32 or bf16 (evaluation "
-                                  "is always fp32)", choices=PRECISIONS)
+                                  "where the CPU has AMX or AVX512-BF16, else fp32), fp32 or "
+                                  "bf16 (evaluation is always fp32)", choices=PRECISIONS)
     teacher: str | None = option(None, "a finished run (RUN folder) whose model's soft targets "
                                  "the student also learns from (knowledge distillation; its "
                                  "logits are computed once per cached view)", kind=str,

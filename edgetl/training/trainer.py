@@ -11,7 +11,7 @@ from ..core.files import read_json, sha256, write_json
 from .. import page
 from ..core.layout import RunLayout, RunLock, prepare_stage_dir
 from ..models import create_model, load_weights, save_checkpoint
-from . import distributed, features, precision, search, strategy
+from . import distributed, features, precision, search, strategy, threads
 from .config import load_config, resume_settings, save_run_config
 from .data import check_out_apart, discover, load_split, save_split
 from .images import find_bad_images
@@ -42,8 +42,7 @@ def train(data, out, *, config=None, overwrite=False, resume=False, **options) -
 
 def _train(data, files, cfg, resume, rank, world, start) -> dict:
     log = console.stage_logger(files.log, enabled=distributed.is_main())
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads.set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     splits = _splits(data, files, cfg, resume, log)
     model, spec = create_model(cfg.model, len(splits.classes), cfg.weights, cfg.dropout)
