@@ -497,8 +497,14 @@ def to_logits(y: np.ndarray, manifest: dict) -> np.ndarray:
     return (y - q["zero_point"]) * q["scale"] if q else y
 
 
-def predict(model, images_uint8, manifest) -> np.ndarray:
-    return to_logits(model(to_input(images_uint8, manifest)), manifest)
+PREDICT_CHUNK = 8      # images per call: a held-out split in one call held its whole input
+                       # tensor and activations at once (GBs for a few thousand images)
+
+
+def predict(model, images_uint8, manifest, chunk: int = PREDICT_CHUNK) -> np.ndarray:
+    """Logits of uint8 crops, `chunk` images per model call."""
+    return np.concatenate([to_logits(model(to_input(images_uint8[i:i + chunk], manifest)),
+                                     manifest) for i in range(0, len(images_uint8), chunk)])
 
 
 # --- evaluation and timing --------------------------------------------------------------------
