@@ -16,11 +16,13 @@ def top1(logits, labels) -> float:
     return float((logits.argmax(-1) == labels).mean())
 
 
-def torch_logits(model, images, spec, batch=4) -> np.ndarray:
+def torch_logits(model, images, spec, batch=2) -> np.ndarray:
     """A PyTorch model's logits (float or int8 reference graph) on uint8 crops, fed exactly as
-    the bundles feed their models. Small batches keep the int8 graph's quantize/dequantize
-    passes in cache: about 3x faster than batches of 64 at 224 px, predictions unchanged
-    (benchmarks/reference_batch.py). An int8 graph runs as fast_reference's copy."""
+    the bundles feed their models. Small batches keep the activations in cache: for the int8
+    graph 3.7x faster than batches of 64 at 224 px and 1.2x faster than batches of 4, the fp32
+    model 1.1x faster than 4 (2 of 3 pairs), predictions unchanged (benchmarks/reference_batch
+    .py: results/reference_batch.json, reference_batch_small.json). An int8 graph runs as
+    fast_reference's copy."""
     if isinstance(model, torch.fx.GraphModule):
         model = fast_reference(model)
     manifest = {"preprocessing": {"mean": spec.mean, "std": spec.std},
