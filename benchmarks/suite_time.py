@@ -4,7 +4,8 @@ CI's budget is 30 minutes on 2 cores, install included; the install is not timed
 
   python benchmarks/suite_time.py [--workers N]   (N=0: one process, no xdist)
 
-Writes results/suite_time.json: wall seconds, passed/failed counts, the 40 slowest phases."""
+Writes results/suite_time.json: wall seconds, passed/failed counts, each failure's line (test
+and message, pytest's short summary), the 40 slowest phases."""
 import argparse
 import os
 import re
@@ -38,6 +39,8 @@ def main():
         "exit_code": res.returncode, "wall_seconds": round(wall, 1),
         "counts": {kind: int(n) for n, kind in SUMMARY.findall(tail)},
         "summary_line": tail,
+        "failures": [line for line in res.stdout.splitlines()
+                     if line.startswith(("FAILED ", "ERROR "))],
         "slowest": [{"seconds": float(s), "phase": p, "test": t}
                     for s, p, t in DURATION.findall(res.stdout)]})
     sys.exit(res.returncode)
