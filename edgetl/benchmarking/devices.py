@@ -119,7 +119,7 @@ class Trial:
     """What one trial of one build asks of a device."""
     runtime: str | None
     timing: object                 # benchmarking.options.Timing
-    peak: bool = False             # also probe the GEMM peak (once per bench)
+    peak: bool = False             # also probe the GEMM peak (a round's first trial)
     score: bool = True             # also score the bundle's images (first trial)
 
 

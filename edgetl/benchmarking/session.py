@@ -137,6 +137,8 @@ def _measure_and_write(ctx, todo, rounds, files, target, header: dict,
             results = ctx.run_all(todo, rounds)
         header = {**header, "trials_stopped": ctx.stopped}
         machine = ctx.device.machine(ctx.device_machine, _here())
+        if ctx.peak:
+            machine["peak"] = {**ctx.peak, "looks": ctx.peak_looks}
         for row in results:
             report.add_floor(row, machine.get("peak"), target)
         result = {"machine": machine, **header,
