@@ -599,8 +599,8 @@ def _timed(fn) -> float:
 
 
 def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> list:
-    """The CPUs this process may run on (its affinity), in order, as many as its CPU quota
-    pays for (a container's --cpus: 2 of a 32-core host's CPUs are 2, not 32)."""
+    """The CPUs this process may run on (its affinity), in order, no more than its CPU quota
+    pays for (a container run with --cpus 2 on a 32-core host: 2, not 32)."""
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
         list(range(os.cpu_count() or 1))
     quota = cpu_quota(cgroup)
