@@ -119,6 +119,6 @@ def peak_line(machine) -> str:
         return "emulated CPU: accuracy on its kernels; latency not measured"
     if not peak:
         return "roofline: no peak measured"
-    i8 = peak.get("int8_gops")
-    return (f"roofline floor from measured peak: fp32 {peak['fp32_gflops']:.0f} GFLOP/s" +
-            (f", int8 {i8:.0f} GOP/s" if i8 else ""))
+    i8, looks = peak.get("int8_gops"), peak.get("looks")
+    return (f"roofline floor from measured peak{f' (best of {looks} looks)' if looks else ''}: "
+            f"fp32 {peak['fp32_gflops']:.0f} GFLOP/s" + (f", int8 {i8:.0f} GOP/s" if i8 else ""))
