@@ -609,17 +609,12 @@ def usable_cpus(cgroup: str = "/sys/fs/cgroup") -> list:
 
 def cpu_quota(cgroup: str = "/sys/fs/cgroup") -> float:
     """CPUs' worth of time the cgroup quota allows (cgroup v2 cpu.max, else v1
-    cpu.cfs_quota_us / cpu.cfs_period_us); 0.0 where none is set or readable."""
-    for quota_file, period_file in (("cpu.max", None), ("cpu/cpu.cfs_quota_us",
-                                                         "cpu/cpu.cfs_period_us")):
-        fields = (_read(f"{cgroup}/{quota_file}") or "").split()
-        if period_file:
-            fields += (_read(f"{cgroup}/{period_file}") or "").split()
-        if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
-            return int(fields[0]) / int(fields[1])
-        if fields:
-            return 0.0        # "max" (v2) or -1 (v1): no quota
-    return 0.0
+    cpu.cfs_quota_us / cpu.cfs_period_us); 0.0 where none is set ("max", -1) or readable."""
+    v2 = _read(f"{cgroup}/cpu.max").split()
+    quota, period = v2 if len(v2) == 2 else (_read(f"{cgroup}/cpu/cpu.cfs_quota_us"),
+                                             _read(f"{cgroup}/cpu/cpu.cfs_period_us"))
+    return int(quota) / int(period) if quota.isdigit() and period.isdigit() and int(period) \
+        else 0.0
 
 
 def pin_threads(threads):

@@ -158,9 +158,10 @@ def best_peak(best: dict | None, new: dict | None) -> dict | None:
     """The higher of two GEMM peak readings, fp32 and int8 each (a busy moment reads low)."""
     if not best or not new:
         return best or new
-    return {**best, **{k: max(v for v in (best.get(k), new.get(k)) if v is not None)
-                       for k in ("fp32_gflops", "int8_gops")
-                       if best.get(k) is not None or new.get(k) is not None}}
+    out = dict(best)
+    for k in ("fp32_gflops", "int8_gops"):
+        out[k] = max((v for v in (best.get(k), new.get(k)) if v is not None), default=None)
+    return out
 
 
 def _row(name, folder, manifest, runtime, trials: list, error, stable_pct) -> dict:

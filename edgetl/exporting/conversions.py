@@ -21,18 +21,12 @@ from .. import bundle_runner
 
 
 def idle_cores(seconds: float = 0.3) -> float:
-    """How many cores nobody used over a short look (Linux's /proc/stat); 0 where unreadable."""
-    def counters():
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:]]
-        return ticks[3] + ticks[4], sum(ticks)          # idle + iowait, all
-    try:
-        idle0, all0 = counters()
-        time.sleep(seconds)
-        idle1, all1 = counters()
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return (idle1 - idle0) / max(all1 - all0, 1) * (os.cpu_count() or 1)
+    """How many cores other processes left unused over a short look (the bench runner's
+    CpuShare, from Linux's /proc); 0 where unreadable."""
+    share = bundle_runner.CpuShare()
+    time.sleep(seconds)
+    others = share.result().get("others_cpu_pct")
+    return 0.0 if others is None else (os.cpu_count() or 1) - others / 100
 
 
 def second_core(cgroup: str = "/sys/fs/cgroup") -> bool:
