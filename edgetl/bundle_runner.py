@@ -777,6 +777,22 @@ def end_to_end(model, manifest, folder, runs: int):
             "runs": len(total), "files": len(files)}
 
 
+def peak_rss_mb() -> float:
+    """This program's peak resident memory in MB. On Linux, VmHWM: the high-water mark of this
+    program's own memory. getrusage's ru_maxrss survives fork and exec there, so a runner started
+    by a bigger process (edgetl after training: 3 GB) reported its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+
+
 def _machine() -> dict:
     import platform
     flags = []
@@ -799,7 +815,6 @@ def _machine() -> dict:
 def measure(manifest, folder, args) -> dict:
     """Load time, first inference, latency statistics on real images, accuracy, peak RSS.
     `args`: the command line's settings (BENCH_FLAGS, peak, score)."""
-    import resource
     runtime, threads, batch = args.runtime, args.threads, args.batch
     verify(manifest, folder)
     cpus = pin_threads(threads)
@@ -829,7 +844,6 @@ def measure(manifest, folder, args) -> dict:
             e2e = end_to_end(model, manifest, folder, max(10, args.iters // 5))
     accuracy = evaluate(model, manifest, folder, batch) if args.score else \
         {"top1": None, "n": None}
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = {"format": manifest["format"], "precision": manifest["precision"],
               "runtime": model.runtime, "runtime_version": model.version,
               "provider": model.provider, "threads": threads, "pinned_cpus": cpus,
@@ -838,7 +852,7 @@ def measure(manifest, folder, args) -> dict:
               "predictions": accuracy.get("predictions"),
               "load_ms": load_ms, "first_inference_ms": first_ms, "latency_ms": latency,
               "end_to_end_ms": e2e, "conditions": conditions, "sustained": windows,
-              "peak_rss_mb": rss / (1024 * 1024 if sys.platform == "darwin" else 1024),
+              "peak_rss_mb": peak_rss_mb(),
               "machine": machine}
     if args.peak and not machine["emulated"]:
         result["machine"]["peak"] = measure_peak()

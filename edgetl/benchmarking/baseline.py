@@ -1,7 +1,7 @@
 """PyTorch eager fp32 as a baseline row: the run's checkpoint, loaded once and timed like the
-builds, on the same real images as the fp32 bundle."""
+builds, on the same real images as the fp32 bundle. It runs inside edgetl's own process, so it
+has no peak memory of its own to report."""
 import os
-import resource
 import time
 
 import numpy as np
@@ -51,6 +51,6 @@ class TorchBaseline:
                 "n": len(labels), "top1_agreement": None if preds is None or reference is None
                 else float((preds == reference).mean()), "load_ms": None,
                 "first_inference_ms": first, "latency_ms": latency,
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mb": None,   # timed inside edgetl: its peak is edgetl's, not this row's
                 "size_bytes": os.path.getsize(self.checkpoint),
                 "macs": self.manifest.get("macs"), "variant": ""}
