@@ -31,14 +31,24 @@ def test_relu6_output_scale_fits_the_clip_not_the_pre_activation():
     assert (converted(x) - ref).abs().max() < 0.05 * ref.abs().max()
 
 
-def test_clipped_observer_records_the_clipped_range_and_passes_values_through():
-    from torchao.quantization.pt2e import MinMaxObserver
-    obs = quantize.clipped(MinMaxObserver, 0.0, 6.0)(dtype=torch.int8, quant_min=-128,
-                                                    quant_max=127,
-                                                    qscheme=torch.per_tensor_symmetric)
+def test_observers_record_the_clipped_range_of_any_layout_and_pass_values_through():
+    from torchao.quantization.pt2e import HistogramObserver, MinMaxObserver
+    args = dict(dtype=torch.int8, quant_min=-128, quant_max=127,
+                qscheme=torch.per_tensor_symmetric)
     x = torch.tensor([-50.0, 1.0, 3.0, 90.0])
-    assert torch.equal(obs(x), x)
-    assert float(obs.min_val) == 0.0 and float(obs.max_val) == 6.0
+    for cls in (MinMaxObserver, HistogramObserver):
+        obs = quantize.observing(cls, (0.0, 6.0))(**args)
+        assert torch.equal(obs(x), x)
+        assert float(obs.min_val) == 0.0 and float(obs.max_val) == 6.0
+    torch.manual_seed(0)
+    batch = (torch.randn(4, 5, 6, 7) * 9).contiguous(memory_format=torch.channels_last)
+    for clip in (None, (0.0, 6.0), (-1.0, 1.0)):
+        ours, plain = quantize.observing(MinMaxObserver, clip)(**args), MinMaxObserver(**args)
+        for x in (batch, batch * 2 - 3):
+            assert ours(x) is x
+            plain(x.clamp(*clip) if clip else x)
+        assert (ours.min_val, ours.max_val) == (plain.min_val, plain.max_val)
+    assert quantize.observing(HistogramObserver) is HistogramObserver
 
 
 def test_fake_quantization_without_gradient_gives_atens_values_bit_for_bit():

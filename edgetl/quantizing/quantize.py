@@ -42,16 +42,40 @@ def scheme(weight_range: str = "full") -> dict:
             "weight_range": weight_range}
 
 
+def _dense(x: torch.Tensor) -> torch.Tensor:
+    """x as a dense tensor in its memory order (a channels-last batch seen as NHWC), so a
+    reduction over all of it reads memory in order and copies nothing."""
+    if x.ndim == 4 and not x.is_contiguous() and \
+            x.is_contiguous(memory_format=torch.channels_last):
+        return x.permute(0, 2, 3, 1)
+    return x
+
+
 @functools.cache
-def clipped(observer_cls, lo: float, hi: float):
-    """`observer_cls` that records x.clamp(lo, hi): the range a following clip lets through.
-    One class per (observer, range), however many ReLU6 layers use it."""
-    class Clipped(observer_cls):
-        def forward(self, x):
-            super().forward(x.detach().clamp(lo, hi))
-            return x
-    Clipped.__name__ = f"Clipped{observer_cls.__name__}"
-    return Clipped
+def observing(observer_cls, clip: tuple = None):
+    """`observer_cls` that records x, or x.clamp(*clip) (the range a following clip lets through)
+    when `clip` is given; one class per (observer, clip), however many layers use it. A
+    per-tensor min/max observer is fed only x's two extremes (clamped: a clip is monotonic, so
+    the same range), read in x's memory order: torch.aminmax copied a channels-last batch first,
+    and the clamp wrote a copy (32x96x112x112: 86 and 52 ms against 5). Others see x clipped."""
+    from torchao.quantization.pt2e import MinMaxObserver
+    if not issubclass(observer_cls, MinMaxObserver):
+        if clip is None:
+            return observer_cls
+
+        class Observing(observer_cls):
+            def forward(self, x):
+                super().forward(x.detach().clamp(*clip))
+                return x
+    else:
+        class Observing(observer_cls):
+            def forward(self, x):
+                if x.numel():
+                    extremes = torch.stack(torch.aminmax(_dense(x.detach())))
+                    super().forward(extremes.clamp(*clip) if clip else extremes)
+                return x
+    Observing.__name__ = f"{'Clipped' if clip else 'Dense'}{observer_cls.__name__}"
+    return Observing
 
 
 def _act_spec(qat: bool, observer: str, clip: tuple = None):
@@ -60,7 +84,7 @@ def _act_spec(qat: bool, observer: str, clip: tuple = None):
 
     from .fake_quant import FakeQuantize        # exact and cheaper where no gradient flows
     cls = HistogramObserver if observer == "histogram" and not qat else MinMaxObserver
-    cls = clipped(cls, *clip) if clip else cls
+    cls = observing(cls, clip)
     if qat:          # trainable fake quantization; scale from a running min/max (calibrated)
         ctr = FakeQuantize.with_args(observer=cls, eps=2 ** -12)
     else:
