@@ -99,3 +99,16 @@ def test_the_cache_decodes_each_image_once_for_the_same_views(image_folder, monk
     for v in range(3):
         assert torch.equal(views[:, v], one_view[v]), v
     assert not torch.equal(views[:, 1], views[:, 2])        # another seed, another view
+
+
+def test_a_whole_model_in_onnxruntime_reads_channels_last_batches_as_torch_does():
+    """QAT feeds its float teacher channels-last batches; onnxruntime reads NCHW."""
+    model, _ = create_model("efficientnet_lite0", 3)
+    model.eval()
+    x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    run = features.FrozenPart(None, None, 64, 4, "onnxruntime", module=model)
+    with torch.no_grad():
+        expected = model(x)
+    got = run(x)
+    assert (got[0] - got[1]).abs().amax() > 1e-3          # logits that depend on the image
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
