@@ -1,8 +1,8 @@
 """The training cache's pass over real images with onnxruntime's threads spinning between calls
-(its default, as edgetl ran up to this change) and sleeping (`features.SPIN`), alternating in
-one process: EfficientNet-Lite0's frozen part at 224 px, the default cut, the train split's 3
-views (one clean, two augmented), the default 2 decoder processes and 2 threads, the features
-compared bit for bit. Writes results/ort_spinning.json."""
+(its default, as edgetl ran up to 1687344) and sleeping (`features.ORT_ALLOW_SPINNING`),
+alternating in one process: EfficientNet-Lite0's frozen part at 224 px, the default cut, the
+train split's 3 views (one clean, two augmented), the default 2 decoder processes and 2 threads,
+the features compared bit for bit. Writes results/ort_spinning.json."""
 import argparse
 import time
 
@@ -17,12 +17,12 @@ from edgetl.training.transforms import eval_transform, train_transform
 
 
 def cache_pass(model, unit, spec, cfg, samples, spin: str) -> tuple:
-    own, features.SPIN = features.SPIN, spin
+    own, features.ORT_ALLOW_SPINNING = features.ORT_ALLOW_SPINNING, spin
     try:
         run = features.FrozenPart(model, unit, spec.img_size, 10 ** 6, "onnxruntime")
         run(torch.zeros(2, 3, spec.img_size, spec.img_size))       # exported, not timed
     finally:
-        features.SPIN = own
+        features.ORT_ALLOW_SPINNING = own
     views = [eval_transform(spec)] + [train_transform(spec, cfg)] * (cfg.cache_views - 1)
     decode = {"draft_size": spec.resize_size, "batch_size": cfg.batch_size, "workers": 2,
               "skip_bad": False, "seed": cfg.seed}

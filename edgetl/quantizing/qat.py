@@ -68,7 +68,8 @@ def train(prepared, spec, cfg, samples, epochs: float, teacher, seed=0, log=None
     cross-entropy, 0.3 epoch on clothing-small lowered validation agreement with fp32 from
     0.974 after calibration to 0.962; with this loss it rose to 0.985). The teacher runs as the
     training cache's frozen part does: in onnxruntime once the steps are enough to pay for its
-    export (Lite0 @224, 32 images: 0.85 -> 0.17 s a step, logits within 1e-5)."""
+    export (Lite0 @224, 32 images: its forward 0.76-0.79 -> 0.16-0.17 s, the step 2.09-2.12 ->
+    1.49-1.56 s, benchmarks/results/qat_step_profile.json; logits within 1e-5)."""
     t0 = time.time()
     steps = math.ceil(epochs * len(samples) / BATCH) if epochs > 0 and samples else 0
     opt = torch.optim.SGD(trained_parameters(prepared, cache_unit(cfg, len(teacher.features))),

@@ -25,7 +25,7 @@ from .transforms import eval_transform, train_transform
 # onnxruntime's threads sleep between calls instead of spinning: the image decoders (and, in QAT,
 # PyTorch) get the cores back. The cache pass over 640 training photos x 3 views 1.10-1.13x
 # faster (3 rounds, 2-core AMD EPYC), the features bit for bit the same (ort_spinning.json).
-SPIN = "0"
+ORT_ALLOW_SPINNING = "0"
 # Image-views at 224 px from which onnxruntime pays: its export takes ~10 s, and it saves about
 # 45 ms per 224-px image over eager PyTorch on a 2-core CPU (benchmarks/cache_speed.py).
 ONNX_MIN_WORK = 500
@@ -84,7 +84,8 @@ class FrozenPart:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.intra_op_num_threads = torch.get_num_threads()
-        options.add_session_config_entry("session.intra_op.allow_spinning", SPIN)
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         ORT_ALLOW_SPINNING)
         return ort.InferenceSession(proto.SerializeToString(), options,
                                     providers=["CPUExecutionProvider"])
 
