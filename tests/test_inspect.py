@@ -5,6 +5,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 import edgetl
@@ -79,12 +80,13 @@ def test_predict_refuses_what_it_cannot_use_in_one_line(exported, tmp_path):
     assert "neither a bundle folder" in one_line(cli("predict", tmp_path, tmp_path))
 
 
-def _report(tmp_path, name, p50s, top1=0.9, n=200, **machine) -> Path:
-    row = {"build": "b", "runtime": "r", "status": "ok", "latency_ms": {
+def _report(tmp_path, name, p50s, top1=0.9, n=200, builds=("b",), **machine) -> Path:
+    rows = [{"build": build, "runtime": "r", "status": "ok", "latency_ms": {
         "p50": sum(p50s) / len(p50s), "trial_p50": p50s},
         "top1_record": {"top1": top1, "n": n, "ci95": None}, "predictions": [0] * n}
+        for build in builds]
     report = {"machine": {"hostname": "h", **machine}, "settings": {"threads": 2},
-              "source": "run", "results": [row]}
+              "source": "run", "results": rows}
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(report))
     return path
@@ -106,6 +108,27 @@ def test_compare_says_faster_slower_or_no_detectable_change_with_its_interval(tm
     out = compare.compare(a, worse)
     assert out["rows"][0]["top1"]["verdict"] == "lower" and out["regressed"]
     assert any("machine differ (hostname: h vs other)" in w for w in out["warnings"])
+
+
+def test_compare_holds_its_intervals_jointly_over_the_rows_it_compares(tmp_path):
+    """A 4% gap over 4 trials a side: 'faster' for one row at 95%; among six such rows each
+    row's interval widens (Bonferroni, 99.2%) so the six hold together at 95%, and it is no
+    longer called; the table says at what level."""
+    six = [f"b{i}" for i in range(6)]
+    a = _report(tmp_path, "a", [1.00, 1.02, 0.98, 1.01], builds=six)
+    b = _report(tmp_path, "b", [0.96, 0.98, 0.94, 0.97], builds=six)
+    one = compare.compare(a, b, "b0", "b0")
+    assert one["rows"][0]["latency"]["verdict"] == "faster"
+    assert one["intervals"] == {"together": 0.95, "rows": 1, "each_row": 0.95}
+    together = compare.compare(a, b)
+    assert together["intervals"]["rows"] == 6
+    assert together["intervals"]["each_row"] == pytest.approx(1 - 0.05 / 6)
+    for row in together["rows"]:
+        lo, hi = row["latency"]["ci95"]
+        assert lo < one["rows"][0]["latency"]["ci95"][0] and hi > 1
+        assert row["latency"]["verdict"] == "no detectable change"
+    assert "intervals: 95% for the 6 rows together (each row's at 99.2%)" in \
+        compare.compare_table(together)
 
 
 def test_compare_two_benches_of_a_real_run(exported, tmp_path):

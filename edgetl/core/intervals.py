@@ -6,13 +6,14 @@ import math
 Z95 = 1.959964
 
 
-def top1(correct: int, n: int) -> dict:
-    """{"top1", "n", "ci95": [lo, hi]}: Wilson's interval, sound for small n and near 0 or 1."""
+def top1(correct: int, n: int, z: float = Z95) -> dict:
+    """{"top1", "n", "ci95": [lo, hi]}: Wilson's interval, sound for small n and near 0 or 1
+    (`z`: another level's normal quantile, for intervals that must hold jointly)."""
     if not n:
         return {"top1": None, "n": 0, "ci95": None}
-    p, z2 = correct / n, Z95 ** 2
+    p, z2 = correct / n, z ** 2
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
     return {"top1": p, "n": n, "ci95": [max(0.0, centre - half), min(1.0, centre + half)]}
 
 

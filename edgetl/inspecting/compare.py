@@ -1,8 +1,12 @@
 """`edgetl compare A B`: two bench reports (report.json, a bench folder or a run folder), row by
 row (build and runtime; or the two rows named by --build-a/--build-b): B's p50 latency over
-A's with its 95% interval (Welch's t on the logs of the per-trial p50s), top-1 difference with
-its interval (Newcombe's, from the two Wilson intervals), and a plain verdict. Different
-machines, settings or sources are said before any number."""
+A's with its interval (Welch's t on the logs of the per-trial p50s), top-1 difference with
+its interval (Newcombe's, from the two Wilson intervals), and a plain verdict. The intervals
+of all the rows compared hold together with 95% confidence (Bonferroni: each row's at
+1 - 0.05/rows), so two benches of the same builds call some row faster or slower by chance
+about one time in twenty at most, however many rows they share, as far as each row's t interval
+holds (at 95% a row, six rows gave one such call about one time in four). Different machines,
+settings or sources are said before any number."""
 import json
 import math
 from pathlib import Path
@@ -14,6 +18,7 @@ from ..core.intervals import top1
 SAME = {"machine": ("machine", ("hostname", "processor", "cpu_flags", "machine", "device")),
         "settings": ("settings", ("threads", "batch", "warmup", "iters", "device"))}
 VERDICTS = ("faster", "slower", "no detectable change")
+FAMILY_ALPHA = 0.05       # the chance that any compared row's interval misses, all rows together
 
 
 def read_report(path) -> dict:
@@ -36,8 +41,11 @@ def read_report(path) -> dict:
 def compare(a, b, build_a=None, build_b=None) -> dict:
     ra, rb = read_report(a), read_report(b)
     pairs = _pairs(ra, rb, build_a, build_b)
-    rows = [_compare_rows(x, y) for x, y in pairs]
+    alpha = FAMILY_ALPHA / len(pairs)
+    rows = [_compare_rows(x, y, alpha) for x, y in pairs]
     return {"a": ra["_path"], "b": rb["_path"], "warnings": _warnings(ra, rb), "rows": rows,
+            "intervals": {"together": 1 - FAMILY_ALPHA, "rows": len(pairs),
+                          "each_row": 1 - alpha},
             "regressed": any(r["latency"]["verdict"] == "slower" or r["top1"]["verdict"] ==
                              "lower" for r in rows)}
 
@@ -65,16 +73,16 @@ def _none(name, report, rows):
                    f"{', '.join(sorted({b for b, _ in rows}))}")
 
 
-def _compare_rows(x, y) -> dict:
+def _compare_rows(x, y, alpha: float) -> dict:
     return {"a": f"{x['build']} ({x['runtime']})", "b": f"{y['build']} ({y['runtime']})",
-            "latency": latency_ratio(x["latency_ms"], y["latency_ms"]),
-            "top1": top1_difference(x.get("top1_record"), y.get("top1_record")),
+            "latency": latency_ratio(x["latency_ms"], y["latency_ms"], alpha),
+            "top1": top1_difference(x.get("top1_record"), y.get("top1_record"), alpha),
             "changed_predictions": _changed(x.get("predictions"), y.get("predictions"))}
 
 
-def latency_ratio(la: dict, lb: dict) -> dict:
-    """B's p50 over A's: the ratio of geometric means of the per-trial p50s, with Welch's 95%
-    interval on the log scale; 'faster'/'slower' only when the interval excludes 1."""
+def latency_ratio(la: dict, lb: dict, alpha: float = FAMILY_ALPHA) -> dict:
+    """B's p50 over A's: the ratio of geometric means of the per-trial p50s, with Welch's
+    1 - alpha interval on the log scale; 'faster'/'slower' only when it excludes 1."""
     from scipy import stats
     xa, xb = ([math.log(v) for v in lat.get("trial_p50") or [lat["p50"]]] for lat in (la, lb))
     ratio = math.exp(_mean(xb) - _mean(xa))
@@ -84,17 +92,20 @@ def latency_ratio(la: dict, lb: dict) -> dict:
     va, vb = _var(xa) / len(xa), _var(xb) / len(xb)
     denominator = va ** 2 / (len(xa) - 1) + vb ** 2 / (len(xb) - 1)
     df = (va + vb) ** 2 / denominator if denominator else 1.0
-    half = stats.t.ppf(0.975, max(1.0, df)) * math.sqrt(va + vb)
+    half = stats.t.ppf(1 - alpha / 2, max(1.0, df)) * math.sqrt(va + vb)
     lo, hi = ratio * math.exp(-half), ratio * math.exp(half)
     verdict = "faster" if hi < 1 else "slower" if lo > 1 else "no detectable change"
     return {"ratio": ratio, "ci95": [lo, hi], "trials": [len(xa), len(xb)], "verdict": verdict}
 
 
-def top1_difference(ra, rb) -> dict:
-    """B's top-1 minus A's with Newcombe's 95% interval; 'higher'/'lower' when it excludes 0."""
+def top1_difference(ra, rb, alpha: float = FAMILY_ALPHA) -> dict:
+    """B's top-1 minus A's with Newcombe's 1 - alpha interval; 'higher'/'lower' when it
+    excludes 0."""
+    from scipy import stats
     if not ra or not rb or ra.get("top1") is None or rb.get("top1") is None:
         return {"difference": None, "ci95": None, "verdict": "not measured"}
-    (pa, (la, ua)), (pb, (lb, ub)) = ((r["top1"], top1(round(r["top1"] * r["n"]), r["n"])
+    z = stats.norm.ppf(1 - alpha / 2)
+    (pa, (la, ua)), (pb, (lb, ub)) = ((r["top1"], top1(round(r["top1"] * r["n"]), r["n"], z)
                                        ["ci95"]) for r in (ra, rb))
     d = pb - pa
     lo = d - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2)
@@ -134,6 +145,10 @@ def _var(xs):
 def compare_table(result: dict) -> str:
     lines = [f"A: {result['a']}", f"B: {result['b']}"]
     lines += [f"warning: {w}" for w in result["warnings"]]
+    family = result["intervals"]
+    if family["rows"] > 1:
+        lines.append(f"intervals: {family['together']:.0%} for the {family['rows']} rows "
+                     f"together (each row's at {family['each_row']:.1%})")
     for r in result["rows"]:
         lat, acc = r["latency"], r["top1"]
         ci = f" [{lat['ci95'][0]:.2f}, {lat['ci95'][1]:.2f}]" if lat["ci95"] else ""
