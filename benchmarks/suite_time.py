@@ -41,6 +41,8 @@ def main():
         "summary_line": tail,
         "failures": [line for line in res.stdout.splitlines()
                      if line.startswith(("FAILED ", "ERROR "))],
+        "failure_lines": [line[:400] for line in res.stdout.splitlines()   # pytest's "E" lines
+                          if line.startswith("E ")][:80],
         "slowest": [{"seconds": float(s), "phase": p, "test": t}
                     for s, p, t in DURATION.findall(res.stdout)]})
     sys.exit(res.returncode)
