@@ -86,6 +86,12 @@ def table(result: dict) -> str:
 def notes(result: dict) -> list:
     """The lines under the table: the roofline's peak, how sure the numbers are."""
     lines = [peak_line(result["machine"])]
+    below = [f"{r['build']} ({r['runtime']})" for r in result["results"]
+             if r.get("x_floor") is not None and r["x_floor"] < 1]
+    if below:
+        lines.append(f"roofline: {', '.join(below)} ran faster than the floor the measured peak "
+                     "gives: the peak looks read low (a busy machine), so the x floor column "
+                     "understates every row")
     timed = [r for r in result["results"] if r["status"] == "ok" and r.get("latency_ms")]
     noisy = [r["build"] + f" ({r['runtime']})" for r in timed if r["latency_ms"].get("noisy")]
     if timed:
