@@ -178,7 +178,7 @@ class _Attempt:
             calib
         self.opts, self.log = opts, log
         self.method, self.qat_epochs, self.float_blocks = opts.quant, 0.0, []
-        self.prepared, self.converted = None, None
+        self.prepared, self.converted, self.teacher = None, None, None
         self.probe = report_batches(calib, spec)
 
     def base(self):
@@ -193,8 +193,11 @@ class _Attempt:
         return self.converted
 
     def _train(self, epochs: float, seed: int = 0):
+        if self.teacher is None:                  # one for the base and any more QAT
+            self.teacher = qat.float_teacher(self.model, self.spec, qat.BATCH * qat.steps_for(
+                epochs, self.splits.train))
         qat.train(self.prepared, self.spec, self.cfg, self.splits.train, epochs, self.model,
-                  seed=seed, log=self.log)
+                  self.teacher, seed=seed, log=self.log)
         self.qat_epochs += epochs
 
     def snapshot(self, graph) -> tuple:

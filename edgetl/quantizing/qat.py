@@ -61,22 +61,36 @@ def calibrated(model, spec, calib, weight_range="full"):
     return prepared
 
 
-def train(prepared, spec, cfg, samples, epochs: float, teacher, seed=0, log=None) -> int:
+def steps_for(epochs: float, samples) -> int:
+    """QAT steps of BATCH images that `epochs` over `samples` take."""
+    return math.ceil(epochs * len(samples) / BATCH) if epochs > 0 and samples else 0
+
+
+def float_teacher(model, spec, n_images: int) -> FrozenPart:
+    """The float `model` as QAT's teacher, for `n_images` images: a copy of its own (NHWC), in
+    onnxruntime once the work pays for the export. Make it once and pass it to every `train`
+    of one int8 decision (a mitigation's more QAT exported it again: 4.4 s, the export and
+    first call in benchmarks/results/qat_step_profile.json)."""
+    return FrozenPart(None, None, spec.img_size, n_images,
+                      module=copy.deepcopy(model).to(memory_format=LAYOUT))
+
+
+def train(prepared, spec, cfg, samples, epochs: float, model, teacher: FrozenPart, seed=0,
+          log=None) -> int:
     """`epochs` of QAT on `prepared` (in place); returns the steps taken. The loss is the
-    divergence from the float `teacher`'s predictions on the same augmented batch: QAT's job
-    is to make the int8 model agree with the float one, not to fit the labels further (with
-    cross-entropy, 0.3 epoch on clothing-small lowered validation agreement with fp32 from
-    0.974 after calibration to 0.962; with this loss it rose to 0.985). The teacher runs as the
-    training cache's frozen part does: in onnxruntime once the steps are enough to pay for its
-    export (Lite0 @224, 32 images: its forward 0.76-0.79 -> 0.16-0.17 s, the step 2.09-2.12 ->
-    1.49-1.56 s, benchmarks/results/qat_step_profile.json; logits within 1e-5)."""
+    divergence from the float `teacher`'s (float_teacher(model)) predictions on the same
+    augmented batch: QAT's job is to make the int8 model agree with the float one, not to fit
+    the labels further (with cross-entropy, 0.3 epoch on clothing-small lowered validation
+    agreement with fp32 from 0.974 after calibration to 0.962; with this loss it rose to
+    0.985). The teacher runs as the training cache's frozen part does: in onnxruntime once the
+    steps are enough to pay for its export (Lite0 @224, 32 images: its forward 0.76-0.79 ->
+    0.16-0.17 s, the step 2.09-2.12 -> 1.49-1.56 s, benchmarks/results/qat_step_profile.json;
+    logits within 1e-5)."""
     t0 = time.time()
-    steps = math.ceil(epochs * len(samples) / BATCH) if epochs > 0 and samples else 0
-    opt = torch.optim.SGD(trained_parameters(prepared, cache_unit(cfg, len(teacher.features))),
+    steps = steps_for(epochs, samples)
+    opt = torch.optim.SGD(trained_parameters(prepared, cache_unit(cfg, len(model.features))),
                           lr=QAT_LR, momentum=0.9)
     bar = progress(total=steps, desc="QAT", unit="batch")
-    teacher = FrozenPart(None, None, spec.img_size, steps * BATCH,    # the float model keeps
-                         module=copy.deepcopy(teacher).to(memory_format=LAYOUT))   # its own
     with torch.random.fork_rng(devices=[]):   # the augmentation's draws: seeded, the same in
         torch.manual_seed(cfg.seed + seed)     # any process (decoded here or in workers)
         x = _steps(prepared, opt, teacher, steps, seed,
