@@ -8,13 +8,17 @@ images use their eval view). Recipes that train fewer units read the same cache 
 units they keep frozen, once. Recorded per candidate: pooled k-fold top-1 with its interval, the
 paired difference against the best candidate (lost/gained, exact McNemar), the best epochs,
 the training seconds per fold and which images it got right ("correct": one 0/1 character per
-image of train + validation in discover's order, so questions on the same folds pair up). The rule: the fastest candidate whose pooled top-1 is within
-RULE_POINTS of the best candidate's and not worse by McNemar (p >= 0.05).
+image of train + validation in discover's order, so questions on the same folds pair up).
+The rule: the fastest candidate whose pooled top-1 is within RULE_POINTS of the best
+candidate's and not worse by McNemar (p >= 0.05).
 
 --question recipe (epochs, trained units; fp32 steps) writes results/choose_defaults.json;
 --question precision (fp32 against bf16 training steps, the defaults' recipe) writes
-results/choose_precision.json; --question tier (the accuracy tier: EfficientNet-Lite2 at its
-native 260 px, trained units and epochs) writes results/choose_tier.json."""
+results/choose_precision.json; --question views (cached views per training image, 3 or 2: a
+candidate with fewer reads the first ones of the same cache, and its seconds add its share of
+the measured cache pass) writes results/choose_views.json; --question tier (the accuracy
+tier: EfficientNet-Lite2 at its native 260 px, trained units and epochs) writes
+results/choose_tier.json."""
 import argparse
 import logging
 import sys
@@ -48,6 +52,9 @@ QUESTIONS = {     # question -> (result file, base overrides, {name: overrides o
     "precision": ("choose_precision", {}, {  # the chosen recipe's steps in either format
         "fp32 steps": FP32,
         "bf16 steps (depthwise fp32)": {"train_precision": "bf16"}}),
+    "views": ("choose_views", {}, {          # the cache pass is a third of the main job's
+        "3 views (1 plain, 2 augmented)": {"cache_views": 3},       # training: fewer views
+        "2 views (1 plain, 1 augmented)": {"cache_views": 2}}),     # cost less to cache
     "tier": ("choose_tier", LITE2, {         # Lite2 @260: 23 units, the top 7 all at 9x9
         "12 epochs, top 5 units (the recipe before)": {"epochs": 12, "unfreeze": 5},
         "12 epochs, top 7 units (the whole stride-32 stage)": {"epochs": 12, "unfreeze": 7}}),
@@ -74,9 +81,13 @@ def pool_cache(data, out: Path, cfg, configs: dict) -> tuple:
             "draft_size": spec.resize_size, "batch_size": 64, "workers": 2, "skip_bad": False},
         desc="cache train+val")
     labels = torch.tensor([y for _, y in samples])
-    print(f"cache: {len(samples)} images x {VIEWS} views in {time.time() - t0:.0f} s"
+    seconds = time.time() - t0
+    print(f"cache: {len(samples)} images x {VIEWS} views in {seconds:.0f} s"
           f"{' (hit)' if hit else ''}")
-    return feats[ok], labels[ok], splits.classes, units, model
+    if hit:
+        sys.exit(f"{out / 'pool.safetensors'} was cached by an earlier run, so the cache pass was "
+                 "not timed: choose another --out")
+    return feats[ok], labels[ok], splits.classes, units, model, seconds
 
 
 @torch.no_grad()
@@ -90,12 +101,17 @@ def deeper(feats, model, unit: int, to_unit: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def evaluate(name, cfg, overrides, n_units, caches, labels, classes, folds, log) -> dict:
+def evaluate(name, cfg, overrides, n_units, caches, labels, classes, folds, log,
+             cache_seconds) -> dict:
+    """A candidate over the folds; its seconds: training, plus its views' share of the cache
+    pass (each fold trains on two thirds of the images)."""
     unit = strategy.cache_unit(cfg, n_units)
+    views = cfg.cache_views
     correct = torch.zeros(len(labels), dtype=torch.bool)
     per_fold = []
     for k, (tr, va) in enumerate(folds):
-        inputs = {"train": (caches[unit][tr], labels[tr]), "val": (caches[unit][va], labels[va])}
+        inputs = {"train": (caches[unit][tr][:, :views], labels[tr]),
+                  "val": (caches[unit][va], labels[va])}
         with tempfile.TemporaryDirectory() as work:
             r = trial.run(cfg, inputs, classes, unit, work, log)
         correct[va] = r["correct"]
@@ -103,8 +119,10 @@ def evaluate(name, cfg, overrides, n_units, caches, labels, classes, folds, log)
                                               "seconds")})
         print(f"{name} fold {k + 1}: val {r['val_top1']:.4f} best epoch {r['best_epoch']} "
               f"in {r['seconds']} s")
+    caching = cache_seconds * views / VIEWS * (FOLDS - 1)
     return {"overrides": overrides, "unit": unit, "pooled": top1(int(correct.sum()), len(labels)),
-            "folds": per_fold, "seconds": round(sum(f["seconds"] for f in per_fold), 1),
+            "folds": per_fold, "cache_share_seconds": round(caching, 1),
+            "seconds": round(sum(f["seconds"] for f in per_fold) + caching, 1),
             "correct": correct.tolist()}
 
 
@@ -130,7 +148,7 @@ def main():
     result_name, base, candidates = QUESTIONS[args.question]
     cfg = TrainConfig(**base)
     configs = {n: replace(cfg, **o).validate() for n, o in candidates.items()}
-    feats, labels, classes, units, model = pool_cache(data, out, cfg, configs)
+    feats, labels, classes, units, model, cache_seconds = pool_cache(data, out, cfg, configs)
     widest = min(units)
     caches = {u: feats if u == widest else deeper(feats, model, widest, u) for u in units}
     folds = list(StratifiedKFold(FOLDS, shuffle=True, random_state=cfg.seed)
@@ -139,13 +157,15 @@ def main():
     log.addHandler(logging.StreamHandler())
     log.setLevel(logging.WARNING)
     results = {n: evaluate(n, c, {**base, **candidates[n]}, len(model.features), caches,
-                           labels, classes, folds, log) for n, c in configs.items()}
+                           labels, classes, folds, log, cache_seconds)
+               for n, c in configs.items()}
     best, chosen = choose(results)
     for r in results.values():     # per image, in train + validation order: paired later
         r["correct"] = "".join("1" if c else "0" for c in r["correct"])
     save(result_name, {
         "question": args.question, "bf16_path": precision.bf16_path(), "data": str(data),
         "images": len(labels), "folds": FOLDS, "views": VIEWS,
+        "cache_seconds": round(cache_seconds, 1),
         "split_read": "train + validation only (the test split is never read)",
         "rule": f"the fastest candidate whose pooled k-fold top-1 is within {RULE_POINTS} "
                 "points of the best candidate's and not worse by the exact McNemar test "
