@@ -196,8 +196,8 @@ class _Attempt:
         if self.teacher is None:                  # one for the base and any more QAT
             self.teacher = qat.float_teacher(self.model, self.spec, qat.BATCH * qat.steps_for(
                 epochs, self.splits.train))
-        qat.train(self.prepared, self.spec, self.cfg, self.splits.train, epochs, self.model,
-                  self.teacher, seed=seed, log=self.log)
+        qat.train(self.prepared, self.spec, self.cfg, self.splits.train, epochs, self.teacher,
+                  seed=seed, log=self.log)
         self.qat_epochs += epochs
 
     def snapshot(self, graph) -> tuple:

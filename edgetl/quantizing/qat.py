@@ -75,7 +75,7 @@ def float_teacher(model, spec, n_images: int) -> FrozenPart:
                       module=copy.deepcopy(model).to(memory_format=LAYOUT))
 
 
-def train(prepared, spec, cfg, samples, epochs: float, model, teacher: FrozenPart, seed=0,
+def train(prepared, spec, cfg, samples, epochs: float, teacher: FrozenPart, seed=0,
           log=None) -> int:
     """`epochs` of QAT on `prepared` (in place); returns the steps taken. The loss is the
     divergence from the float `teacher`'s (float_teacher(model)) predictions on the same
@@ -88,7 +88,8 @@ def train(prepared, spec, cfg, samples, epochs: float, model, teacher: FrozenPar
     logits within 1e-5)."""
     t0 = time.time()
     steps = steps_for(epochs, samples)
-    opt = torch.optim.SGD(trained_parameters(prepared, cache_unit(cfg, len(model.features))),
+    units = len(teacher.prefix.features)          # the float model's own copy
+    opt = torch.optim.SGD(trained_parameters(prepared, cache_unit(cfg, units)),
                           lr=QAT_LR, momentum=0.9)
     bar = progress(total=steps, desc="QAT", unit="batch")
     with torch.random.fork_rng(devices=[]):   # the augmentation's draws: seeded, the same in
