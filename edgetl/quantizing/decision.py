@@ -194,8 +194,7 @@ class _Attempt:
 
     def _train(self, epochs: float, seed: int = 0):
         if self.teacher is None:                  # one for the base and any more QAT
-            self.teacher = qat.float_teacher(self.model, self.spec, qat.BATCH * qat.steps_for(
-                epochs, self.splits.train))
+            self.teacher = qat.float_teacher(self.model, self.spec, epochs, self.splits.train)
         qat.train(self.prepared, self.spec, self.cfg, self.splits.train, epochs, self.teacher,
                   seed=seed, log=self.log)
         self.qat_epochs += epochs

@@ -66,12 +66,12 @@ def steps_for(epochs: float, samples) -> int:
     return math.ceil(epochs * len(samples) / BATCH) if epochs > 0 and samples else 0
 
 
-def float_teacher(model, spec, n_images: int) -> FrozenPart:
-    """The float `model` as QAT's teacher, for `n_images` images: a copy of its own (NHWC), in
-    onnxruntime once the work pays for the export. Make it once and pass it to every `train`
-    of one int8 decision (a mitigation's more QAT exported it again: 4.4 s, the export and
+def float_teacher(model, spec, epochs: float, samples) -> FrozenPart:
+    """The float `model` as QAT's teacher for `epochs` over `samples`: a copy of its own (NHWC),
+    in onnxruntime once that work pays for the export. Make it once and pass it to every
+    `train` of one int8 decision (a mitigation's more QAT exported it again: 4.4 s, the export and
     first call in benchmarks/results/qat_step_profile.json)."""
-    return FrozenPart(None, None, spec.img_size, n_images,
+    return FrozenPart(None, None, spec.img_size, BATCH * steps_for(epochs, samples),
                       module=copy.deepcopy(model).to(memory_format=LAYOUT))
 
 
