@@ -51,6 +51,15 @@ def _stopped_here(source, folder: Path, key: str, here: int) -> bytes:
     raise KeyboardInterrupt
 
 
+def _after(source, folder: Path, key: str, other: str) -> bytes:
+    """A conversion that ends once graph `other` was converted (wherever)."""
+    for _ in range(600):
+        if (folder / other).exists():
+            break
+        time.sleep(0.1)
+    return _stand_in(source, folder, key, 0)
+
+
 def _fails(source, folder: Path, key: str, here: int) -> bytes:
     raise ValueError(f"{key}: this graph cannot be converted")
 
@@ -84,6 +93,22 @@ def test_each_graph_is_converted_once_and_both_processes_convert(tmp_path):
     ran_in = {int(pids[0]) for pids in where.values()}
     assert HERE in ran_in and len(ran_in) == 2, where                  # here and in the worker
     assert int(where["graph0"][0]) == HERE and int(where["graph5"][0]) != HERE
+
+
+def test_what_the_worker_finished_is_taken_before_what_it_is_still_converting(tmp_path):
+    """The worker converts "c", then "b" (from the end); this process converts "a" until
+    "c" is done: "c" is taken next, not waited behind "b"."""
+    jobs = {"a": (_after, "model", (tmp_path, "a", "c")),
+            "b": (_stand_in, "model", (tmp_path, "b", 1.5)),
+            "c": (_stand_in, "model", (tmp_path, "c", 0))}
+    order, pending = [], list(jobs)
+    with Conversions(jobs, _sources(), (_sources, ()), aside=True) as graphs:
+        while pending:
+            key = pending.pop(graphs.next_of(pending))
+            order.append((key, graphs.get(key)))
+    assert order == [(k, f"{k} from the model".encode()) for k in ("a", "c", "b")]
+    assert int((tmp_path / "a").read_text()) == HERE and \
+        {int((tmp_path / k).read_text()) for k in "bc"} != {HERE}
 
 
 def test_without_a_worker_every_graph_is_converted_here(tmp_path):

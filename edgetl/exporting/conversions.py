@@ -1,7 +1,8 @@
 """Each graph an export needs, converted once. The conversions are mostly single-threaded
 Python (torch.export and the converters' passes), so where the machine gives this process a
 second core a worker process converts from the end of the list while this process builds and
-checks from its start; a graph is converted wherever it is reached first.
+checks from its start, taking the worker's graphs as they are ready (`next_of`); a graph is
+converted wherever it is reached first.
 
 The worker is a fresh interpreter (`python -m edgetl.exporting.conversions`), never a fork: a
 fork inherits the locks of threads it does not have (JAX's, under the TFLite converter, hung
@@ -69,6 +70,18 @@ class Conversions:
                 future.set_exception(e)
                 if not isinstance(e, WorkerError):
                     return                      # gone: what is left is done here
+
+    def next_of(self, keys: list) -> int:
+        """Which of `keys` (in the export's order) to take next: the first whose graph is
+        ready (here or from the worker), else the first nobody has started (converted here
+        now), else the first (the worker's, waited for). The export checks what the worker
+        finished while the worker converts the next, instead of waiting on it in list order."""
+        with self._lock:
+            for i, key in enumerate(keys):
+                future = self._aside.get(key)
+                if key in self._done or (future is not None and future.done()):
+                    return i
+            return next((i for i, key in enumerate(keys) if key in self._waiting), 0)
 
     def get(self, key) -> bytes:
         if key not in self._done:

@@ -123,19 +123,21 @@ def _export_into(work, layout, opts, start) -> dict:
     sources = {"fp32": model, "int8": int8 and int8.converted}
     on_disk = (saved_sources, (str(ckpt), str(work.int8_graph) if int8 else None))
     checked_on = (images, labels, ref, [p for p, _ in held_out], agreement_set)
-    artifacts = []
+    artifacts, pending = {}, list(builds)
     with Conversions(jobs, sources, on_disk) as graphs:
-        for build in builds:
+        while pending:
             console.check_stop()
+            build = pending.pop(graphs.next_of([formats.graph_key(b) for b in pending]))
             t0 = time.time()
             data = formats.finish(build, graphs.get(formats.graph_key(build)), metas[build])
             result = _one_build(build, data, spec, metas[build], checked_on, opts.bundle_size,
                                 work)
             result.seconds = round(time.time() - t0, 1)
-            artifacts.append(_scored(result, build, labels, ref["fp32"]))
+            artifacts[build] = _scored(result, build, labels, ref["fp32"])
             log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
                      _fmt(result.test_top1), _fmt(result.parity.get("top1_agreement")),
                      result.seconds)
+    artifacts = [artifacts[b] for b in builds]          # the export's order, however made
     manifest = {"run": str(layout.root), "source_checkpoint_sha256": checkpoint_hash,
                 "settings": opts.record(), "eval_split": "test" if splits.test else "val",
                 "n": len(labels), "reference_top1": {k: top1(v, labels)
