@@ -35,7 +35,6 @@ from .options import ExportOptions
 from .records import BuildResult
 
 
-
 def export(run, overwrite=False, **options) -> dict:
     """Write RUN/export/; returns its manifest. `options`: see ExportOptions. Raises
     ParityError listing the builds whose parity fell below the threshold (the export is
@@ -110,8 +109,7 @@ def _export_into(work, layout, opts, start) -> dict:
         val_ref["int8"] = int8.val_logits           # the decision's own, computed once
         if splits.test:
             ref["int8"] = torch_logits(int8.converted, images, spec)
-    ref["fp16"] = ref["fp32"]
-    val_ref["fp16"] = val_ref["fp32"]
+    ref["fp16"], val_ref["fp16"] = ref["fp32"], val_ref["fp32"]
     agreement_set = (val_images, val_ref) if splits.test else None
     qinfo = int8 and int8.info
     budget_miss = decision.misses_budget(int8) if int8 else ""
