@@ -1,9 +1,9 @@
 """`edgetl run DATA --target x86-cpu` (train + export + bench) with the earlier code and with this
 code, back to back on one machine, in fresh processes, default settings both: wall seconds, the
 time per stage (train, export and its int8 decision, the rest: the bench and the device check)
-from each run's own files, validation top-1 of fp32 and of the shipped int8 graph (the splits the
-defaults and the int8 decision are judged on; val_top1 is fp32's), and the held-out
-top-1 each run reports.
+from each run's own files, the bench's trials per row and why they stopped, validation top-1
+of fp32 and of the shipped int8 graph (the splits the defaults and the int8 decision are
+judged on; val_top1 is fp32's), and the held-out top-1 each run reports.
 
 The earlier code is a checkout given by --before (default commit: 7a5b4b2, where the issue
 measured about 26 minutes on a Xeon):
@@ -33,6 +33,7 @@ def run(code: Path, data: Path, target: str, out: Path) -> dict:
         sys.exit(f"edgetl run with {code} exited {rc} without a bench report")
     train = json.loads((out / "train" / "metrics.json").read_text())
     export = json.loads((out / "export" / "manifest.json").read_text())
+    bench = json.loads((out / "bench" / "report.json").read_text())
     q = export["quantization"]
     stages = {"train": train["wall_seconds"], "export": export["wall_seconds"]}
     return {"exit_code": rc, "wall_seconds": round(wall, 1), "stages_seconds": {
@@ -42,6 +43,9 @@ def run(code: Path, data: Path, target: str, out: Path) -> dict:
         "val_top1": train["val"]["top1"], "val_n": train["val"]["n"],
         "val_int8_top1": q.get("val_int8_top1"), "int8_shipped": q.get("shipped_step", "base"),
         "float_blocks": q.get("float_blocks"),
+        "bench_trials": {r["build"]: len(r.get("trial_conditions") or []) for r in
+                         bench["results"]},
+        "bench_stopped": bench.get("trials_stopped"),
         "held_out_top1": {a["name"]: a.get("test_top1") for a in export["artifacts"]}}
 
 
