@@ -52,7 +52,7 @@ def _stopped_here(source, folder: Path, key: str, here: int) -> bytes:
 
 
 def _after(source, folder: Path, key: str, other: str) -> bytes:
-    """A conversion that ends once graph `other` was converted (wherever)."""
+    """A conversion that ends once the file `other` exists (another conversion's mark)."""
     for _ in range(600):
         if (folder / other).exists():
             break
@@ -96,10 +96,10 @@ def test_each_graph_is_converted_once_and_both_processes_convert(tmp_path):
 
 
 def test_what_the_worker_finished_is_taken_before_what_it_is_still_converting(tmp_path):
-    """The worker converts "c", then "b" (from the end); this process converts "a" until
-    "c" is done: "c" is taken next, not waited behind "b"."""
-    jobs = {"a": (_after, "model", (tmp_path, "a", "c")),
-            "b": (_stand_in, "model", (tmp_path, "b", 1.5)),
+    """The worker converts "c", then "b" (from the end); this process converts "a" until the
+    worker has started "b" (so "c" came back): "c" is taken next, not waited behind "b"."""
+    jobs = {"a": (_after, "model", (tmp_path, "a", "b.started")),
+            "b": (_stand_in, "model", (tmp_path, "b", 4.0)),
             "c": (_stand_in, "model", (tmp_path, "c", 0))}
     order, pending = [], list(jobs)
     with Conversions(jobs, _sources(), (_sources, ()), aside=True) as graphs:
