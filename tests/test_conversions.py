@@ -29,6 +29,14 @@ def _stand_in(source, folder: Path, key: str, seconds: float = 0.2) -> bytes:
     return f"{key} from {source}".encode()
 
 
+def _wait_for(path: Path, seconds: float = 60) -> None:
+    """Until `path` exists (at most `seconds`)."""
+    for _ in range(int(seconds * 10)):
+        if path.exists():
+            return
+        time.sleep(0.1)
+
+
 def _fails_in_worker(source, folder: Path, key: str, here: int) -> bytes:
     if os.getpid() != here:
         raise RuntimeError("the worker cannot convert this")
@@ -43,20 +51,14 @@ def _worker_dies(source, folder: Path, key: str, here: int) -> bytes:
 
 def _stopped_here(source, folder: Path, key: str, here: int) -> bytes:
     """A Ctrl-C during the export's own work, once the worker is busy with graph "b"."""
-    for _ in range(600):
-        if (folder / "b.started").exists():
-            break
-        time.sleep(0.1)
+    _wait_for(folder / "b.started")
     (folder / "stopped").write_text(str(time.monotonic()))
     raise KeyboardInterrupt
 
 
 def _after(source, folder: Path, key: str, other: str) -> bytes:
     """A conversion that ends once the file `other` exists (another conversion's mark)."""
-    for _ in range(600):
-        if (folder / other).exists():
-            break
-        time.sleep(0.1)
+    _wait_for(folder / other)
     return _stand_in(source, folder, key, 0)
 
 
