@@ -29,7 +29,8 @@ def main():
                     help="pytest-xdist workers (default: pyproject.toml's; 0: one process)")
     args = ap.parse_args()
     extra = [] if args.workers is None else ["-n", str(args.workers)]
-    command = [sys.executable, "-m", "pytest", "-q", "-v", "--durations=0", *extra]
+    # CI runs -q; -v changes only the output: each test's line names its worker
+    command = [sys.executable, "-m", "pytest", "-v", "--durations=0", *extra]
     t0 = time.time()
     res = subprocess.run(command, cwd=CODE, capture_output=True, text=True,
                          env={**os.environ, "EDGETL_REQUIRE_DEVICE_TESTS": "1"})

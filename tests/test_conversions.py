@@ -113,6 +113,25 @@ def test_what_the_worker_finished_is_taken_before_what_it_is_still_converting(tm
         {int((tmp_path / k).read_text()) for k in "bc"} != {HERE}
 
 
+def test_the_worker_holds_a_core_only_while_it_converts(tmp_path):
+    """What the export's runtimes leave to the worker (exporter: parity threads = this
+    process's threads minus cores_converting): one core while it converts, none after it has
+    nothing left, none without a worker."""
+    jobs = {"a": (_after, "model", (tmp_path, "a", "b.started")),
+            "b": (_stand_in, "model", (tmp_path, "b", 3.0))}
+    with Conversions(jobs, _sources(), (_sources, ()), aside=True) as graphs:
+        graphs.get("a")                         # here, once the worker has started "b"
+        assert graphs.cores_converting() == 1
+        graphs.get("b")
+        for _ in range(50):                     # its feeding thread ends after the reply
+            if not graphs.cores_converting():
+                break
+            time.sleep(0.1)
+        assert graphs.cores_converting() == 0
+    with Conversions(jobs, _sources(), (_sources, ()), aside=False) as graphs:
+        assert graphs.cores_converting() == 0
+
+
 def test_without_a_worker_every_graph_is_converted_here(tmp_path):
     keys = ["a", "b", "c"]
     assert _run(_made(tmp_path, _stand_in, keys, 0), aside=False) == \

@@ -83,6 +83,12 @@ class Conversions:
                     return i
             return next((i for i, key in enumerate(keys) if key in self._waiting), 0)
 
+    def cores_converting(self) -> int:
+        """Cores the worker converts on now (1 or 0): a runtime this process opens meanwhile
+        leaves that one to it (on two cores, two runtime threads beside the worker's ran the
+        parity checks slower than one: benchmarks/parity_threads.py)."""
+        return int(self._thread is not None and self._thread.is_alive())
+
     def get(self, key) -> bytes:
         if key not in self._done:
             with self._lock:

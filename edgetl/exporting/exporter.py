@@ -129,7 +129,7 @@ def _export_into(work, layout, opts, start) -> dict:
             t0 = time.time()
             data = formats.finish(build, graphs.get(formats.graph_key(build)), metas[build])
             result = _one_build(build, data, spec, metas[build], checked_on, opts.bundle_size,
-                                work)
+                                work, max(1, torch.get_num_threads() - graphs.cores_converting()))
             result.seconds = round(time.time() - t0, 1)
             artifacts[build] = _scored(result, build, labels, ref["fp32"])
             log.info("%-24s top-1 %s  agreement %s  (%.0f s)", build.name,
@@ -201,10 +201,10 @@ def count_macs(model, img_size: int) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def _one_build(build, data, spec, meta, held_out, bundle_size, work):
-    """Bundle and check one build's file (`data`); `held_out`: (images, labels, reference
-    logits by precision, files, agreement set), the agreement set being (more images, their
-    reference logits by precision) on which parity is checked too, or None."""
+def _one_build(build, data, spec, meta, held_out, bundle_size, work, threads):
+    """Bundle one build's file (`data`) and check it on `threads` runtime threads; `held_out`:
+    (images, labels, reference logits by precision, files, agreement set: more images and
+    their reference logits by precision, on which parity is checked too, or None)."""
     images, labels, ref, paths, _ = held_out
     reference = ref[_source(build)]
     folder = work.bundle(build.name)
@@ -216,9 +216,9 @@ def _one_build(build, data, spec, meta, held_out, bundle_size, work):
                          delegation=bundle.get("executorch"))
     fmt = FORMATS[build.format]
     if not fmt.runs_here():
-        return _stand_in_checks(result, fmt, bundle, folder, held_out, build.precision) \
+        return _stand_in_checks(result, fmt, bundle, folder, held_out, threads) \
             if fmt.stand_ins else _unchecked(result)
-    model = _open(bundle, folder, build.name)
+    model = _open(bundle, folder, build.name, threads)
     logits, result.parity = _parity(model, bundle, held_out, build.precision)
     held_out_top1 = top1(logits[:len(labels)], labels)
     on_bundle_set = bundle_runner.evaluate(model, bundle, str(folder))
@@ -231,9 +231,9 @@ def _one_build(build, data, spec, meta, held_out, bundle_size, work):
     return result
 
 
-def _open(bundle, folder, name):
+def _open(bundle, folder, name, threads):
     try:
-        return bundle_runner.open_model(bundle, str(folder))
+        return bundle_runner.open_model(bundle, str(folder), threads=threads)
     except bundle_runner.BundleError as e:
         raise RunError(f"{name}: cannot be run here: {e}") from None
 
@@ -258,13 +258,13 @@ def _unchecked(result):
     return result
 
 
-def _stand_in_checks(result, fmt, bundle, folder, held_out, precision):
+def _stand_in_checks(result, fmt, bundle, folder, held_out, threads):
     """A format whose runtime is not here (TensorRT): each file it is built from, checked in
     onnxruntime with the same gates; ready only if every one passed."""
     labels, files = held_out[1], {}
     for name, manifest in fmt.stand_ins(bundle):
-        model = _open(manifest, folder, f"{result.name} ({name})")
-        logits, files[name] = _parity(model, manifest, held_out, precision)
+        model = _open(manifest, folder, f"{result.name} ({name})", threads)
+        logits, files[name] = _parity(model, manifest, held_out, result.precision)
         files[name]["held_out_top1"] = top1(logits[:len(labels)], labels)
         if name == bundle["model_file"]:
             result.test_top1 = files[name]["held_out_top1"]
