@@ -6,9 +6,10 @@ each format's build and check, and the int8 results both give (they must not mov
 
   edgetl train DATA --out runs/prof
   git worktree add /tmp/head HEAD       # the code before the change
-  python benchmarks/export_profile.py --run runs/prof --before /tmp/head
+  python benchmarks/export_profile.py --run runs/prof --before /tmp/head [--rounds N]
 
-Writes results/export_profile.json (the raw .prof files stay in the run's folder)."""
+Writes results/export_profile.json, one entry per round (the raw .prof files stay in the run's
+folder)."""
 import argparse
 import json
 import os
@@ -71,16 +72,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="a run folder holding train/")
     ap.add_argument("--before", default="/tmp/head", help="checkout of the earlier code")
+    ap.add_argument("--rounds", type=int, default=1, help="before and after, this many times")
     args = ap.parse_args()
     run, before = Path(args.run).resolve(), Path(args.before).resolve()
     if not (run / "train" / "model.safetensors").is_file():
         sys.exit(f"{run}/train not found: edgetl train DATA --out {run}")
-    result = {name: profiled_export(code, run, run / f"export-{name}.prof")
-              for name, code in (("before", before), ("after", CODE))}
-    for name, r in result.items():
-        print(name, r["wall_seconds"], "s;", json.dumps(r["parts_seconds"]))
+    rounds = []
+    for r in range(args.rounds):            # before, then after, round by round
+        rounds.append({name: profiled_export(code, run, run / f"export-{name}-{r}.prof")
+                       for name, code in (("before", before), ("after", CODE))})
+        for name, got in rounds[-1].items():
+            print(f"round {r + 1}", name, got["wall_seconds"], "s;",
+                  json.dumps(got["parts_seconds"]), flush=True)
     save("export_profile", {"run": str(run), "before_commit": commit(before),
-                            "after_commit": commit(CODE), **result})
+                            "after_commit": commit(CODE), "rounds": rounds})
 
 
 if __name__ == "__main__":
