@@ -118,8 +118,8 @@ def test_the_worker_holds_a_core_only_while_it_converts(tmp_path):
     process's threads minus cores_converting): one core while it converts, none after it has
     nothing left, none without a worker."""
     jobs = {"a": (_after, "model", (tmp_path, "a", "b.started")),
-            "b": (_stand_in, "model", (tmp_path, "b", 3.0))}
-    with Conversions(jobs, _sources(), (_sources, ()), aside=True) as graphs:
+            "b": (_stand_in, "model", (tmp_path, "b", 6.0))}   # long enough to be seen
+    with Conversions(jobs, _sources(), (_sources, ()), aside=True) as graphs:   # under load
         graphs.get("a")                         # here, once the worker has started "b"
         assert graphs.cores_converting() == 1
         graphs.get("b")
