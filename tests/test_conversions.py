@@ -29,10 +29,10 @@ def _stand_in(source, folder: Path, key: str, seconds: float = 0.2) -> bytes:
     return f"{key} from {source}".encode()
 
 
-def _wait_for(path: Path, seconds: float = 60) -> None:
-    """Until `path` exists (at most `seconds`)."""
+def _wait_for(done, seconds: float = 60) -> None:
+    """Until `done()` is true (at most `seconds`), e.g. `_wait_for(path.exists)`."""
     for _ in range(int(seconds * 10)):
-        if path.exists():
+        if done():
             return
         time.sleep(0.1)
 
@@ -51,14 +51,14 @@ def _worker_dies(source, folder: Path, key: str, here: int) -> bytes:
 
 def _stopped_here(source, folder: Path, key: str, here: int) -> bytes:
     """A Ctrl-C during the export's own work, once the worker is busy with graph "b"."""
-    _wait_for(folder / "b.started")
+    _wait_for((folder / "b.started").exists)
     (folder / "stopped").write_text(str(time.monotonic()))
     raise KeyboardInterrupt
 
 
 def _after(source, folder: Path, key: str, other: str) -> bytes:
     """A conversion that ends once the file `other` exists (another conversion's mark)."""
-    _wait_for(folder / other)
+    _wait_for((folder / other).exists)
     return _stand_in(source, folder, key, 0)
 
 
@@ -123,11 +123,8 @@ def test_the_worker_holds_a_core_only_while_it_converts(tmp_path):
         graphs.get("a")                         # here, once the worker has started "b"
         assert graphs.cores_converting() == 1
         graphs.get("b")
-        for _ in range(50):                     # its feeding thread ends after the reply
-            if not graphs.cores_converting():
-                break
-            time.sleep(0.1)
-        assert graphs.cores_converting() == 0
+        _wait_for(lambda: not graphs.cores_converting(), 5)   # its feeding thread ends
+        assert graphs.cores_converting() == 0                   # after the reply
     with Conversions(jobs, _sources(), (_sources, ()), aside=False) as graphs:
         assert graphs.cores_converting() == 0
 
